@@ -1,0 +1,129 @@
+"""Finding experiments, sessions and movies (spec §1, §13): EXPLIST, ``--session``, ``--movlist``, movies_info.txt."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from ..model import AntraxFormatError, Experiment, MovieImages
+from .images import find_movie_images
+
+
+def is_expdir(d: str | Path) -> bool:
+    """anTraX's test: some ``<d>/*/parameters/Trck.mat`` exists."""
+    d = Path(d)
+    return d.is_dir() and any(d.glob("*/parameters/Trck.mat"))
+
+
+def find_sessions(expdir: str | Path) -> list[str]:
+    """Session names of an experiment, newest ``Trck.mat`` first (anTraX picks the first)."""
+    trcks = sorted(Path(expdir).glob("*/parameters/Trck.mat"), key=lambda p: (p.stat().st_mtime, p.parent.parent.name))
+    return [p.parent.parent.name for p in reversed(trcks)]
+
+
+def load_experiment(expdir: str | Path, session: str | None = None) -> Experiment:
+    """The experiment at ``expdir`` with the given session, or the one whose Trck.mat is newest."""
+    expdir = Path(expdir).expanduser().absolute()
+    if not expdir.is_dir():
+        raise AntraxFormatError(f"{expdir}: experiment directory not found")
+    sessions = find_sessions(expdir)
+    if session is None:
+        if not sessions:
+            raise AntraxFormatError(f"{expdir}: not an anTraX experiment (no <session>/parameters/Trck.mat)")
+        session = sessions[0]
+    elif session not in sessions:
+        raise AntraxFormatError(
+            f"{expdir}: session {session!r} not found (no {session}/parameters/Trck.mat); "
+            f"sessions here: {', '.join(sessions) or 'none'}"
+        )
+    return Experiment(expdir=expdir, session=session)
+
+
+def find_expdirs(root: str | Path) -> list[Path]:
+    """All experiment directories under ``root`` (recursive, nested ones included), sorted."""
+    root = Path(root)
+    found = {p.parent.parent.parent for p in root.rglob("parameters/Trck.mat") if p.parent.name == "parameters"}
+    return sorted(d.absolute() for d in found if is_expdir(d))
+
+
+def parse_explist(arg: str | Path) -> list[Path]:
+    """EXPLIST as in anTraX: an expdir; a text file with one expdir per line (first token; lines that are blank,
+    start with whitespace or ``#`` are skipped; relative paths are relative to the file); or a folder searched
+    recursively for experiments."""
+    p = Path(arg).expanduser()
+    if p.is_dir():
+        if is_expdir(p):
+            return [p.absolute()]
+        found = find_expdirs(p)
+        if not found:
+            raise AntraxFormatError(f"{p}: no anTraX experiment found in this folder (none has */parameters/Trck.mat)")
+        return found
+    if p.is_file():
+        out = []
+        for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line or line[0].isspace() or line.startswith("#"):
+                continue
+            d = Path(line.split()[0]).expanduser()
+            if not d.is_absolute():
+                d = p.parent / d
+            if not is_expdir(d):
+                raise AntraxFormatError(f"{p}: line {lineno}: {d} is not an anTraX experiment directory")
+            out.append(d.absolute())
+        if not out:
+            raise AntraxFormatError(f"{p}: the experiment list is empty")
+        return out
+    raise AntraxFormatError(f"{p}: EXPLIST is neither an experiment directory, a list file nor a folder")
+
+
+_MOVLIST_ITEM = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+
+
+def parse_movlist(spec: str | int | list | None) -> list[int] | None:
+    """``--movlist``: ``4``, ``3,5,6``, ``1-5,7`` → sorted unique ints; ``all``/None → None (all movies);
+    ``0`` → [] (anTraX: nothing)."""
+    if spec is None:
+        return None
+    if isinstance(spec, int):
+        spec = str(spec)
+    if isinstance(spec, list):
+        return sorted({int(x) for x in spec})
+    s = str(spec).strip()
+    if s.lower() == "all":
+        return None
+    if s == "0":
+        return []
+    out: set[int] = set()
+    for item in s.split(","):
+        m = _MOVLIST_ITEM.match(item)
+        if not m:
+            raise ValueError(f"invalid movlist {spec!r}: {item!r} is not a number or a range like 1-5")
+        a, b = int(m.group(1)), int(m.group(2) or m.group(1))
+        if b < a:
+            raise ValueError(f"invalid movlist {spec!r}: range {item.strip()!r} runs backwards")
+        out.update(range(a, b + 1))
+    return sorted(out)
+
+
+def select_movies(experiment: Experiment, movlist: list[int] | None = None) -> dict[int, MovieImages]:
+    """Movies of the experiment that have blob images, restricted to ``movlist`` when given."""
+    movies = find_movie_images(experiment.images_dir)
+    if movlist is not None:
+        movies = {m: v for m, v in movies.items() if m in set(movlist)}
+    return movies
+
+
+def read_movies_info(path: str | Path) -> pd.DataFrame:
+    """``parameters/movies_info.txt`` (space-delimited, header) indexed by movie; needs ``fi`` and ``ff``."""
+    path = Path(path)
+    if not path.is_file():
+        raise AntraxFormatError(f"{path}: movies_info.txt not found")
+    try:
+        df = pd.read_csv(path, sep=" ")
+    except Exception as exc:
+        raise AntraxFormatError(f"{path}: cannot be parsed as a space-delimited table ({exc})") from exc
+    missing = {"index", "fi", "ff"} - set(df.columns)
+    if missing:
+        raise AntraxFormatError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+    return df.set_index("index", drop=False)

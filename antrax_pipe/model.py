@@ -1,0 +1,183 @@
+"""Plain data classes for the domain: label sets, tracklet names, experiments, autoID rows, classifier cards.
+
+These hold data only; reading and writing anTraX files lives in :mod:`antrax_pipe.io`, so that the classes can be
+built in tests (and by other tools) without any file at all.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: Multi-ant classes are recognised by name in anTraX (there is no ``multi`` category in labels.csv).
+MULTI_CLASSES: tuple[str, ...] = ("MultiAnt", "Multi", "multi")
+#: The hard-coded "no decision" label anTraX writes (even when it is not a class of the classifier).
+UNKNOWN = "Unknown"
+
+ANT_CATEGORY = "ant_labels"
+NOANT_CATEGORY = "noant_labels"
+OTHER_CATEGORY = "other_labels"
+TAGCOLOR_CATEGORY = "tagcolors"
+
+
+class AntraxFormatError(ValueError):
+    """A file does not follow the anTraX format; the message names the file (and tracklet) and what is wrong."""
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """The label categories of an experiment (``parameters/labels.csv``), in file order.
+
+    ``categories`` maps category name → labels. The derived properties answer the questions classification asks:
+    which predicted class is an individual, a non-ant object, an ambiguous/multi class.
+    """
+
+    categories: dict[str, tuple[str, ...]]
+
+    @property
+    def ant_labels(self) -> tuple[str, ...]:
+        return self.categories.get(ANT_CATEGORY, ())
+
+    @property
+    def noant_labels(self) -> tuple[str, ...]:
+        return self.categories.get(NOANT_CATEGORY, ())
+
+    @property
+    def other_labels(self) -> tuple[str, ...]:
+        return self.categories.get(OTHER_CATEGORY, ())
+
+    @property
+    def tagcolors(self) -> tuple[str, ...]:
+        return self.categories.get(TAGCOLOR_CATEGORY, ())
+
+    @property
+    def multi_labels(self) -> tuple[str, ...]:
+        """Multi-ant labels present in the set (recognised by name, as anTraX does)."""
+        return tuple(lab for lab in self.all_labels if lab in MULTI_CLASSES)
+
+    @property
+    def all_labels(self) -> tuple[str, ...]:
+        """Every classifiable label (ids, non-ant, other), without tag colours, without duplicates, in file order."""
+        seen: dict[str, None] = {}
+        for cat in (ANT_CATEGORY, NOANT_CATEGORY, OTHER_CATEGORY):
+            for lab in self.categories.get(cat, ()):
+                seen.setdefault(lab, None)
+        return tuple(seen)
+
+    def category_of(self, label: str) -> str | None:
+        for cat, labs in self.categories.items():
+            if cat != TAGCOLOR_CATEGORY and label in labs:
+                return cat
+        return None
+
+
+_TRACKLET_RE = re.compile(r"^trj_id(\d+)_ti(\d+)_(\d+)_tf(\d+)_(\d+)$")
+
+
+@dataclass(frozen=True, order=True)
+class TrackletName:
+    """A parsed anTraX tracklet name ``trj_id<blob>_ti<m>_<mf_i>_tf<m>_<mf_f>`` (frames 1-based within movie m)."""
+
+    blob_id: int
+    movie: int
+    first_frame: int
+    last_movie: int
+    last_frame: int
+
+    @classmethod
+    def parse(cls, name: str) -> TrackletName:
+        m = _TRACKLET_RE.match(name)
+        if not m:
+            raise ValueError(f"not an anTraX tracklet name: {name!r} (expected trj_id<n>_ti<m>_<f>_tf<m>_<f>)")
+        return cls(*(int(g) for g in m.groups()))
+
+    @property
+    def name(self) -> str:
+        return f"trj_id{self.blob_id}_ti{self.movie}_{self.first_frame}_tf{self.last_movie}_{self.last_frame}"
+
+    @property
+    def n_frames(self) -> int:
+        """Number of frames the name spans (= number of images, unless the video was downsampled)."""
+        return self.last_frame - self.first_frame + 1
+
+    def absolute_frames(self, movie_first_frame: int) -> tuple[int, int]:
+        """(first, last) absolute experiment frames, given ``fi`` of the movie from movies_info.txt."""
+        return movie_first_frame + self.first_frame - 1, movie_first_frame + self.last_frame - 1
+
+
+@dataclass(frozen=True)
+class MovieImages:
+    """The blob-image files of one movie: one ``images_<m>.mat`` or several parts ``images_<m>_p<k>.mat``."""
+
+    movie: int
+    parts: tuple[Path, ...]
+    passed_parts: tuple[Path, ...] = ()
+
+    @property
+    def is_parted(self) -> bool:
+        return any("_p" in p.stem for p in self.parts)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One tracked experiment and the session chosen for classification."""
+
+    expdir: Path
+    session: str
+
+    @property
+    def name(self) -> str:
+        return self.expdir.name
+
+    @property
+    def sessiondir(self) -> Path:
+        return self.expdir / self.session
+
+    @property
+    def parameters_dir(self) -> Path:
+        return self.sessiondir / "parameters"
+
+    @property
+    def labels_file(self) -> Path:
+        return self.parameters_dir / "labels.csv"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.sessiondir / "images"
+
+    @property
+    def labels_dir(self) -> Path:
+        return self.sessiondir / "labels"
+
+    @property
+    def classdir(self) -> Path:
+        return self.sessiondir / "classifier"
+
+    def autoids_file(self, movie: int) -> Path:
+        return self.labels_dir / f"autoids_{movie}.csv"
+
+
+@dataclass(frozen=True)
+class AutoID:
+    """One row of ``labels/autoids_<m>.csv``: the tracklet's label, its score and 1-based best frame (0 = none)."""
+
+    tracklet: str
+    label: str
+    score: float = 0.0
+    best_frame: int = 0
+
+
+@dataclass
+class ClassifierCard:
+    """What inference needs to know about a trained classifier, and what a person wants to know about it."""
+
+    classes: list[str]
+    target_size: int
+    arch: str = "small"
+    background: str = "white"
+    hsymmetry: bool = False
+    preprocessing: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+    trainset_hash: str | None = None
+    metrics: dict = field(default_factory=dict)
