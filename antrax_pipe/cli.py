@@ -1,0 +1,204 @@
+"""``antrax-pipe``: anTraX's verbs on top of the Snakemake workflow.
+
+``classify`` and ``train`` write a config + experiment sheet for the workflow and run Snakemake underneath, so the CLI
+and a plain ``snakemake`` call produce the same files. ``merge-trainset`` is the user-side merge into a trainset the
+user owns (the same library function the workflow's trainset rule uses).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from .io.experiment import is_expdir, load_experiment, parse_explist, parse_movlist, select_movies
+from .model import AntraxFormatError
+
+
+def workflow_snakefile() -> Path:
+    """The workflow shipped with this checkout (``ANTRAX_PIPE_WORKFLOW`` overrides)."""
+    env = os.environ.get("ANTRAX_PIPE_WORKFLOW")
+    p = Path(env) if env else Path(__file__).resolve().parents[1] / "workflow" / "Snakefile"
+    if not p.is_file():
+        raise SystemExit(f"antrax-pipe: workflow not found at {p} (set ANTRAX_PIPE_WORKFLOW to workflow/Snakefile)")
+    return p
+
+
+def _resolve_classdir(arg: str, session: str | None = None) -> Path:
+    """A classdir is a folder with ``examples/``; an expdir stands for its session's ``classifier/`` (anTraX)."""
+    p = Path(arg).expanduser().absolute()
+    if is_expdir(p):
+        return load_experiment(p, session).classdir
+    return p
+
+
+def _run_snakemake(workdir: Path, config: dict, sheet_rows: list[dict], targets: list[str], args) -> int:
+    workdir.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(yaml.safe_dump([config, sheet_rows], sort_keys=True).encode()).hexdigest()[:10]
+    rundir = workdir / "cli-runs" / key
+    rundir.mkdir(parents=True, exist_ok=True)
+    cols = ["name", "expdir", "session", "movlist", "classifier", "truth"]
+    sheet = rundir / "experiments.tsv"
+    sheet.write_text(
+        "\t".join(cols) + "\n" + "".join("\t".join(str(r.get(c) or "") for c in cols) + "\n" for r in sheet_rows)
+    )
+    config = dict(config, experiments=str(sheet))
+    cfg = rundir / "config.yaml"
+    cfg.write_text(yaml.safe_dump(config, sort_keys=False))
+    cmd = [
+        sys.executable, "-m", "snakemake",
+        "--snakefile", str(workflow_snakefile()),
+        "--directory", str(workdir),
+        "--configfile", str(cfg),
+        "--cores", str(args.cores),
+        "--scheduler", "greedy",
+    ]
+    if getattr(args, "profile", None):
+        cmd += ["--profile", args.profile]
+    else:
+        cmd += ["--workflow-profile", "none"]
+    if getattr(args, "dry", False):
+        cmd.append("--dry-run")
+    cmd += list(getattr(args, "snakemake_args", None) or [])
+    cmd += targets
+    print("antrax-pipe: running", " ".join(cmd), file=sys.stderr, flush=True)
+    return subprocess.call(cmd)
+
+
+def cmd_classify(args) -> int:
+    expdirs = parse_explist(args.explist)
+    movlist = parse_movlist(args.movlist)
+    rows, classifiers, names = [], {}, set()
+    if args.classifier:
+        classifiers["given"] = {"file": str(Path(args.classifier).expanduser().absolute())}
+    for d in expdirs:
+        exp = load_experiment(d, args.session)
+        name = exp.name
+        i = 1
+        while name in names:
+            i += 1
+            name = f"{exp.name}_{i}"
+        names.add(name)
+        movies = sorted(select_movies(exp, movlist))
+        if args.missing:
+            movies = [m for m in movies if not exp.autoids_file(m).exists()]
+        if not movies:
+            print(f"antrax-pipe: {exp.expdir}: no movie to classify", file=sys.stderr)
+            continue
+        if args.classifier:
+            clf = "given"
+        else:
+            default = exp.classdir / "classifier.h5"
+            if not default.is_file():
+                raise AntraxFormatError(f"{exp.expdir}: no classifier given and {default} does not exist")
+            clf = f"own_{name}"
+            classifiers[clf] = {"file": str(default)}
+        rows.append(dict(name=name, expdir=str(exp.expdir), session=exp.session,
+                         movlist=",".join(map(str, movies)), classifier=clf))
+    if not rows:
+        return 0
+    config = {"classifiers": classifiers, "default_classifier": rows[0]["classifier"],
+              "classify": {"batch_size": args.batch_size, "threads": args.threads}}
+    if args.usepassed:
+        config["aggregate"] = {"usepassed": True}
+    return _run_snakemake(Path(args.workdir).absolute(), config, rows, ["all"], args)
+
+
+def cmd_train(args) -> int:
+    classdir = _resolve_classdir(args.classdir)
+    if not (classdir / "examples").is_dir():
+        raise AntraxFormatError(f"{classdir}: not a classdir (no examples/ folder) nor an experiment directory")
+    train = {"scratch": args.scratch, "arch": args.arch, "epochs": args.ne, "hsymmetry": args.hsymmetry,
+             "target_size": args.target_size, "seed": args.seed, "threads": args.threads}
+    if args.modelfile:
+        train["modelfile"] = str(Path(args.modelfile).absolute())
+    if args.aug_options:
+        from .training import parse_aug_options
+
+        train["aug_options"] = parse_aug_options(args.aug_options)
+    if args.recipe:
+        train["recipe"] = args.recipe
+    clf = "train_" + hashlib.sha256(str(classdir).encode()).hexdigest()[:8]
+    config = {"classifiers": {clf: {"classdir": str(classdir), "name": args.name, "trainsets": []}},
+              "default_classifier": clf, "train": train}
+    workdir = Path(args.workdir).absolute()
+    target = f"results/classifiers/{clf}/{args.name}.h5"
+    args.snakemake_args = list(args.snakemake_args or []) + ["--forcerun", "train"]
+    return _run_snakemake(workdir, config, [], [target], args)
+
+
+def cmd_merge_trainset(args) -> int:
+    from .trainset import merge_trainset
+
+    label_map = None
+    if args.map:
+        label_map = dict(item.split("=", 1) for item in args.map.split(","))
+    report = merge_trainset(_resolve_classdir(args.source), _resolve_classdir(args.dest),
+                            allow_new_labels=args.allow_new_labels, label_map=label_map)
+    print(report)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="antrax-pipe", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="verb", required=True)
+
+    def common(sp, workdir_default="antrax-pipe-work"):
+        sp.add_argument("--cores", type=int, default=2, help="cores for Snakemake (default 2)")
+        sp.add_argument("--profile", help="Snakemake profile (e.g. profiles/slurm) instead of local execution")
+        sp.add_argument("--workdir", default=workdir_default, help="where intermediate results and logs go")
+        sp.add_argument("--dry", action="store_true", help="only show what would run")
+        sp.add_argument("--threads", type=int, default=2, help="threads per TensorFlow job")
+        sp.add_argument("snakemake_args", nargs="*", help="extra Snakemake arguments after --")
+
+    c = sub.add_parser("classify", help="classify every tracklet of the experiments in EXPLIST")
+    c.add_argument("explist", help="an experiment dir, a text file listing them, or a folder of experiments")
+    c.add_argument("--classifier", help="classifier .h5 (default: <session>/classifier/classifier.h5 per experiment)")
+    c.add_argument("--movlist", help="movies: 4 | 3,5,6 | 1-5,7 | all (default all)")
+    c.add_argument("--session", help="session name (default: newest parameters/Trck.mat)")
+    c.add_argument("--missing", action="store_true", help="only movies that have no autoids file yet")
+    c.add_argument("--usepassed", action="store_true", help="aggregate only frames that passed frame_passed")
+    c.add_argument("--batch-size", type=int, default=256)
+    common(c)
+    c.set_defaults(func=cmd_classify)
+
+    t = sub.add_parser("train", help="train the blob classifier of CLASSDIR (or of an experiment's classifier/)")
+    t.add_argument("classdir")
+    t.add_argument("--name", default="classifier")
+    t.add_argument("--scratch", action="store_true", help="start a new classifier instead of continuing")
+    t.add_argument("--ne", type=int, default=30, help="max epochs (early stopping on grouped validation)")
+    t.add_argument("--arch", default="small", choices=["small", "wide", "large", "MobileNetV2", "custom"])
+    t.add_argument("--modelfile", help="Keras JSON model for --arch custom")
+    t.add_argument("--target-size", type=int, default=None)
+    t.add_argument("--hsymmetry", action="store_true")
+    t.add_argument("--aug-options", help="k=v,... e.g. rotation_range=15,zoom_range=0.1")
+    t.add_argument("--recipe", help="training recipe (default: ours; 'antrax' = anTraX's original)")
+    t.add_argument("--seed", type=int, default=0)
+    common(t)
+    t.set_defaults(func=cmd_train)
+
+    m = sub.add_parser("merge-trainset", help="merge the examples of SOURCE into DEST (classdirs or expdirs)")
+    m.add_argument("source")
+    m.add_argument("dest")
+    m.add_argument("--allow-new-labels", action="store_true", help="accept labels DEST does not have yet")
+    m.add_argument("--map", help="rename labels while merging: OLD=NEW,...")
+    m.set_defaults(func=cmd_merge_trainset)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (AntraxFormatError, ValueError) as exc:
+        print(f"antrax-pipe: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

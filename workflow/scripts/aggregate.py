@@ -1,0 +1,13 @@
+"""Rule aggregate: tracklet labels from per-frame probabilities -> labels/autoids_<m>.csv."""
+
+from antrax_pipe.logutil import stage_logging
+from antrax_pipe.pipeline import aggregate_stage
+
+with stage_logging(snakemake.log[0]):
+    aggregate_stage(
+        probs=snakemake.input.probs,
+        labels_file=snakemake.input.labels,
+        autoids_out=snakemake.output.autoids,
+        params=snakemake.params.aggregate,
+        passed_files=list(snakemake.input.passed),
+    )

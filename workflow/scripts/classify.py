@@ -1,0 +1,14 @@
+"""Rule classify: per-frame class probabilities of every tracklet of one movie."""
+
+from antrax_pipe.logutil import stage_logging
+from antrax_pipe.pipeline import classify_stage
+
+with stage_logging(snakemake.log[0]):
+    classify_stage(
+        images=list(snakemake.input.images),
+        classifier=snakemake.input.classifier,
+        labels_file=snakemake.input.labels,
+        probs_out=snakemake.output.probs,
+        batch_size=snakemake.params.batch_size,
+        threads=snakemake.threads,
+    )

@@ -1,0 +1,15 @@
+"""Rule trainset: merge source trainsets into the classifier's classdir and write the manifest."""
+
+from pathlib import Path
+
+from antrax_pipe.logutil import stage_logging
+from antrax_pipe.pipeline import trainset_stage
+
+with stage_logging(snakemake.log[0]):
+    manifest = Path(snakemake.output.manifest)
+    trainset_stage(
+        classdir=manifest.parent,
+        sources=[Path(s) for s in snakemake.params.sources],
+        manifest_out=manifest,
+        allow_new_labels=snakemake.params.allow_new_labels,
+    )
