@@ -181,3 +181,17 @@ class ClassifierCard:
     training: dict = field(default_factory=dict)
     trainset_hash: str | None = None
     metrics: dict = field(default_factory=dict)
+    # anTraX prmtrs (spec §6) carried on the card so that inference and a re-save keep them.
+    name: str = "classifier"
+    crop_size: int | None = None
+    scale: float = 1.0
+    use_min_conf: bool = True
+    consv_factor: float = 0.5
+    min_conf: float = 0.9
+    min_conf_short: float = 0.99
+    unknown_weight: float = 20.0
+    multi_weight: float = 0.1
+    #: per-epoch training history of the latest run: [{"epoch": 1, "loss": ..., "accuracy": ..., "val_loss": ...}]
+    history: list = field(default_factory=list)
+    #: where the card came from: "antrax_pipe" (our card) or "antrax" (rebuilt from an anTraX prmtrs + classes)
+    source: str = "antrax_pipe"

@@ -131,3 +131,30 @@ def copy_atomic(src: Path, dst: Path) -> Path:
     with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
     return Path(dst)
+
+
+def read_truth(path: Path) -> dict[str, str]:
+    """Ground-truth CSV ``movie,tracklet,label`` → tracklet → label."""
+    import pandas as pd
+
+    df = pd.read_csv(path, dtype=str)
+    missing = {"tracklet", "label"} - set(df.columns)
+    if missing:
+        raise AntraxFormatError(f"{path}: ground-truth file lacks column(s) {', '.join(sorted(missing))}")
+    return dict(zip(df["tracklet"], df["label"]))
+
+
+def report_stage(experiments: dict[str, dict], out_html: Path, params: dict | None = None) -> Path:
+    """The validation report of every session of the run (one classifier card: that of the first experiment)."""
+    from .classifier import read_card
+    from .io.experiment import load_experiment
+    from .report import build_report, load_session_result
+
+    sessions, card = [], None
+    for name, e in experiments.items():
+        exp = load_experiment(Path(e["session_link"]).resolve().parent, e["session"])
+        truth = read_truth(Path(e["truth"])) if e.get("truth") else None
+        sessions.append(load_session_result(exp, movies=e["movies"], truth=truth))
+        if card is None and e.get("classifier") and Path(e["classifier"]).is_file():
+            card = read_card(Path(e["classifier"]))
+    return build_report(sessions, card, Path(out_html), params=params)

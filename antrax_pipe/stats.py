@@ -136,7 +136,9 @@ class Rate:
         """E.g. ``12.5 % (1/8 tracklets; 95 % CI 0.3–52.7 %)`` or ``n/a (n = 0)``."""
         if self.n == 0:
             return "n/a (n = 0)"
-        where = f" in {self.n_units} tracklets" if self.n_units is not None else ""
+        where = ""
+        if self.n_units is not None:
+            where = f" in {self.n_units} tracklet" + ("" if self.n_units == 1 else "s")
         ci = f"; 95 % CI {fmt_pct(self.ci[0])[:-2]}–{fmt_pct(self.ci[1])}" if self.ci else ""
         return f"{fmt_pct(self.value)} ({int(self.k)}/{int(self.n)} {self.unit}{where}{ci})"
 
@@ -294,11 +296,12 @@ class TruthStats:
 
 def truth_stats(predicted: Mapping[str, str], frames: Mapping[str, int], truth: Mapping[str, str],
                 labels: LabelSet | None) -> TruthStats:
-    """Compare predicted labels (tracklet → label) with true labels. Definitions, T = tracklets whose true label is an ID:
+    """Compare predicted labels (tracklet → label) with true labels over the tracklets in both.
 
-    ID error = predicted ID ≠ true ID, among T given an ID; assignment = given any ID, among T; correct ID = given the
-    true ID, among T; non-ID given ID = given an ID, among tracklets whose true label is not an ID.
-    ``frames[t]`` weights the frame-weighted rates (a tracklet missing there weighs 0 frames… so it must be present).
+    Definitions, T = tracklets whose true label is an ID: ID error = predicted ID ≠ true ID, among T given an ID;
+    assignment = given any ID, among T; correct ID = given the true ID, among T; non-ID given ID = given an ID, among
+    tracklets whose true label is not an ID.
+    ``frames[t]`` weights the frame-weighted rates; every compared tracklet must have it.
     """
     common = sorted(set(predicted) & set(truth))
     missing = [t for t in common if t not in frames]

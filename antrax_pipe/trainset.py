@@ -204,10 +204,18 @@ class Manifest:
 
 def build_manifest(classdir: str | os.PathLike) -> Manifest:
     """Hash every example of the classdir (path, label, sha256, parsed source)."""
-    root = examples_dir_of(classdir).parent
+    return manifest_of(list_examples(classdir), examples_dir_of(classdir).parent)
+
+
+def manifest_of(examples: Iterable[Example], root: str | os.PathLike) -> Manifest:
+    """Manifest of a given selection of examples; paths are stored relative to ``root`` (the classdir)."""
+    root = Path(root)
     entries = []
-    for ex in list_examples(classdir):
-        rel = ex.path.relative_to(root).as_posix()
+    for ex in examples:
+        try:
+            rel = ex.path.relative_to(root).as_posix()
+        except ValueError:
+            rel = ex.path.as_posix()
         entries.append(ManifestEntry(rel, ex.label, file_sha256(ex.path), ex.exp, ex.tracklet, ex.frame))
     entries.sort(key=lambda e: e.path)
     return Manifest(tuple(entries))

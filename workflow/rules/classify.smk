@@ -6,17 +6,19 @@ rule classify:
         labels=lambda wc: session_path(wc.exp, "parameters", "labels.csv"),
     output:
         probs=f"{RESULTS}/probs/{{exp}}/probs_{{movie}}.h5",
-    params:
-        batch_size=config["classify"]["batch_size"],
+    log:
+        f"{RESULTS}/logs/classify/{{exp}}/{{movie}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/classify/{{exp}}/{{movie}}.tsv"
+    conda:
+        "../envs/antrax-pipe.yaml"
     threads: config["classify"]["threads"]
     resources:
         gpu=1,
         mem_mb=3000,
         runtime=60,
-    log:
-        f"{RESULTS}/logs/classify/{{exp}}/{{movie}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/classify/{{exp}}/{{movie}}.tsv"
+    params:
+        batch_size=config["classify"]["batch_size"],
     script:
         "../scripts/classify.py"
 
@@ -29,14 +31,16 @@ rule aggregate:
         passed=movie_passed,
     output:
         autoids=f"{RESULTS}/sessions/{{exp}}/labels/autoids_{{movie}}.csv",
-    params:
-        aggregate=config["aggregate"],
-    resources:
-        mem_mb=1000,
-        runtime=10,
     log:
         f"{RESULTS}/logs/aggregate/{{exp}}/{{movie}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/aggregate/{{exp}}/{{movie}}.tsv"
+    conda:
+        "../envs/antrax-pipe.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        aggregate=config["aggregate"],
     script:
         "../scripts/aggregate.py"

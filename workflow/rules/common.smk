@@ -29,7 +29,11 @@ CLFS = plan_classifiers(config, EXPS, BASE)
 for _e in EXPS.values():
     ensure_link(Path(RESULTS) / "sessions" / _e.name, _e.experiment.sessiondir)
 for _c in CLFS.values():
-    if _c.trained_here and _c.classdir.absolute() != (BASE / RESULTS / "classifiers" / _c.name).absolute():
+    if (
+        _c.trained_here
+        and _c.classdir.absolute()
+        != (BASE / RESULTS / "classifiers" / _c.name).absolute()
+    ):
         _c.classdir.mkdir(parents=True, exist_ok=True)
         ensure_link(Path(RESULTS) / "classifiers" / _c.name, _c.classdir)
 

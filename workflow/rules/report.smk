@@ -10,6 +10,12 @@ rule report:
             caption="../report/report.rst",
             category="Validation",
         ),
+    log:
+        f"{RESULTS}/logs/report.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/report.tsv"
+    conda:
+        "../envs/antrax-pipe.yaml"
     params:
         experiments=lambda wc: {
             e.name: {
@@ -22,9 +28,5 @@ rule report:
             for e in EXPS.values()
         },
         aggregate=config["aggregate"],
-    log:
-        f"{RESULTS}/logs/report.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/report.tsv"
     script:
         "../scripts/report.py"

@@ -5,16 +5,18 @@ rule train:
     output:
         # update(): Snakemake keeps the previous model so that training can continue from it (anTraX's default)
         model=update(f"{RESULTS}/classifiers/{{clf}}/{{model}}.h5"),
-    params:
-        options=train_options,
+    log:
+        f"{RESULTS}/logs/train/{{clf}}/{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/{{clf}}/{{model}}.tsv"
+    conda:
+        "../envs/antrax-pipe.yaml"
     threads: config["train"]["threads"]
     resources:
         gpu=1,
         mem_mb=8000,
         runtime=240,
-    log:
-        f"{RESULTS}/logs/train/{{clf}}/{{model}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/train/{{clf}}/{{model}}.tsv"
+    params:
+        options=train_options,
     script:
         "../scripts/train.py"

@@ -2,13 +2,15 @@ rule trainset:
     """Merge the source trainsets of a classifier (deduplicated, label sets checked) and write its manifest."""
     output:
         manifest=f"{RESULTS}/classifiers/{{clf}}/trainset_manifest.tsv",
-    params:
-        sources=trainset_sources,
-        fingerprint=trainset_params,
-        allow_new_labels=lambda wc: config["trainset"]["allow_new_labels"],
     log:
         f"{RESULTS}/logs/trainset/{{clf}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/trainset/{{clf}}.tsv"
+    conda:
+        "../envs/antrax-pipe.yaml"
+    params:
+        sources=trainset_sources,
+        fingerprint=trainset_params,
+        allow_new_labels=lambda wc: config["trainset"]["allow_new_labels"],
     script:
         "../scripts/trainset.py"

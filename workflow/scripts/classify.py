@@ -1,5 +1,12 @@
 """Rule classify: per-frame class probabilities of every tracklet of one movie."""
 
+import sys
+from pathlib import Path
+
+# The library lives beside the workflow; importable even in a bare conda env created from workflow/envs/.
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
+
+
 from antrax_pipe.logutil import stage_logging
 from antrax_pipe.pipeline import classify_stage
 

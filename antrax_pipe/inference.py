@@ -1,0 +1,495 @@
+"""Per-movie blob classification: images_<m>.mat (one or more parts) → per-image class probabilities file.
+
+Why this shape (measurements doc §3b, §6):
+
+* Tracklets are read **one at a time** (a movie file can hold GBs) and preprocessed straight into a fixed batch buffer
+  that **crosses tracklet boundaries**: one ``predict_on_batch`` per ``batch_size`` images, never one per tracklet
+  (``model.predict`` per tracklet costs ~35 ms each, 4× slower over a movie of short tracklets).
+* Reading + preprocessing runs in a reader thread feeding a short queue of reusable buffers, so it overlaps with
+  inference; memory is bounded by ``(prefetch + 2) × batch_size`` preprocessed images, whatever the movie size.
+* Probabilities are appended to a resizable HDF5 dataset batch by batch and the file is renamed into place only when
+  complete, so a killed job never leaves a file that looks finished.
+
+The probabilities file (``PROBS_FORMAT`` version 1, HDF5)::
+
+    probs      (n_images, C) float32   softmax rows, tracklets concatenated in file order, chunked (+ gzip optional)
+    offsets    (n_tracklets + 1,) int64  rows of tracklet i = probs[offsets[i]:offsets[i+1]] (empty tracklet: 0 rows)
+    tracklets  (n_tracklets,) vlen utf-8  dataset names in images-file order (parts in order) = autoids row order
+    part       (n_tracklets,) int32      index into the ``image_files`` attribute
+    classes    (C,) vlen utf-8           classifier class names, index order
+    attrs: format, format_version, classifier_path, classifier_sha256, image_files (JSON), preprocessing (JSON),
+           batch_size, n_images, n_tracklets, empty_tracklets (JSON), elapsed_s, images_per_s, created, antrax_pipe
+
+Aggregation reads it back with :func:`read_probabilities` / :class:`ProbabilitiesFile` (no TensorFlow needed).
+Nothing in this module imports TensorFlow at import time; only :func:`configure_tf` does.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import hashlib
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .io.atomic import atomic_path
+from .io.images import EmptyTrackletError, ImagesFile
+from .model import AntraxFormatError, ClassifierCard
+from .preprocess import PreprocessSpec, preprocess
+
+log = logging.getLogger(__name__)
+
+PROBS_FORMAT = "antrax-pipe-probabilities"
+PROBS_FORMAT_VERSION = 1
+_STR = h5py.string_dtype("utf-8")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# TensorFlow set-up
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def configure_tf(threads: int | None = None, gpu: bool = True) -> dict:
+    """Match TF's thread pools to the job's allocation and use a visible GPU; call before any TF op runs.
+
+    ``threads`` → intra-op threads (what the scheduler gave the job); inter-op = 2 (TF needs ≥ 2 or training is slow,
+    measurements §3d). ``None``/0 keeps TF's default (all cores). GPUs get memory growth, so several jobs can share
+    one; ``gpu=False`` hides them. Returns what was set, for the job log.
+    """
+    import tensorflow as tf
+
+    info: dict[str, Any] = {"intra_op_threads": 0, "inter_op_threads": 0, "gpus": []}
+    if threads:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+            tf.config.threading.set_inter_op_parallelism_threads(max(2, min(int(threads), 2)))
+            info["intra_op_threads"], info["inter_op_threads"] = int(threads), 2
+        except RuntimeError as exc:  # TF already initialised in this process: settings are fixed now
+            log.warning("could not set TF threads (%s); TF was already initialised", exc)
+            info["intra_op_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
+            info["inter_op_threads"] = tf.config.threading.get_inter_op_parallelism_threads()
+    gpus = tf.config.list_physical_devices("GPU")
+    try:
+        if not gpu and gpus:
+            tf.config.set_visible_devices([], "GPU")
+            gpus = []
+        for g in gpus:
+            tf.config.experimental.set_memory_growth(g, True)
+    except RuntimeError as exc:
+        log.warning("could not configure GPUs (%s); TF was already initialised", exc)
+    info["gpus"] = [g.name for g in gpus]
+    return info
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Content hash of the classifier, stored with the probabilities so a result names the exact model used."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def preprocess_spec(card: ClassifierCard) -> PreprocessSpec:
+    """The card's preprocessing (what the model was trained on); card fields fill what the dict leaves out."""
+    d = {"target_size": card.target_size, "background": card.background, **(card.preprocessing or {})}
+    spec = PreprocessSpec.from_dict(d)
+    if spec.target_size != card.target_size:
+        raise ValueError(
+            f"classifier card: preprocessing target_size {spec.target_size} != card target_size {card.target_size}"
+        )
+    return spec
+
+
+def _predictor(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """A Keras model → its ``predict_on_batch`` (no per-call overhead, no retracing); any other callable as is."""
+    fn = getattr(model, "predict_on_batch", None)
+    if fn is None:
+        if not callable(model):
+            raise TypeError(f"model must be a Keras model or a callable (n,T,T,3) -> (n,C), got {type(model)!r}")
+        fn = model
+    return fn
+
+
+def _check_model_input(model: Any, spec: PreprocessSpec) -> None:
+    shape = getattr(model, "input_shape", None)
+    if isinstance(shape, tuple) and len(shape) == 4 and shape[1] is not None:
+        if tuple(shape[1:]) != (spec.target_size, spec.target_size, 3):
+            raise ValueError(
+                f"model input shape {shape[1:]} does not match the card's target size "
+                f"({spec.target_size}, {spec.target_size}, 3)"
+            )
+
+
+@dataclass(frozen=True)
+class MovieProgress:
+    """Passed to the ``progress`` callback after each batch, and logged every ``log_every_s`` seconds."""
+
+    tracklets_done: int
+    tracklets_total: int
+    images_done: int
+    elapsed_s: float
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images_done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Reader: tracklets → full batches (crossing tracklet boundaries)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Index:
+    """What the reader learned about tracklets; written by the reader thread, read by the consumer."""
+
+    names: list[str] = field(default_factory=list)
+    parts: list[int] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)  # cumulative image count after each tracklet
+    empty: list[str] = field(default_factory=list)
+
+    def add(self, name: str, part: int, n: int) -> None:
+        self.names.append(name)
+        self.parts.append(part)
+        self.ends.append((self.ends[-1] if self.ends else 0) + n)
+
+
+_DONE = object()
+
+
+class _Failure:
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+def _take(free: queue.Queue, stop: threading.Event) -> np.ndarray | None:
+    """A free buffer, or None once the consumer has stopped (so the reader thread never blocks forever)."""
+    while True:
+        try:
+            return free.get(timeout=0.1)
+        except queue.Empty:
+            if stop.is_set():
+                return None
+
+
+def _fill_batches(
+    files: Sequence[ImagesFile],
+    spec: PreprocessSpec,
+    free: queue.Queue,
+    index: _Index,
+    stop: threading.Event,
+) -> Iterator[tuple[np.ndarray, int]]:
+    """Yield (buffer, n_rows) batches; buffers come from ``free`` and the consumer puts them back when done."""
+    buf = _take(free, stop)
+    if buf is None:
+        return
+    pos = 0
+    bs = buf.shape[0]
+    for part, f in enumerate(files):
+        for name in f.tracklets:
+            if stop.is_set():
+                return
+            try:
+                images = f.read(name, white_bg=True)
+            except EmptyTrackletError as exc:
+                log.warning("%s -> written as an empty tracklet (aggregation: Unknown)", exc)
+                index.empty.append(name)
+                index.add(name, part, 0)
+                continue
+            n = images.shape[0]
+            i = 0
+            while i < n:
+                take = min(n - i, bs - pos)
+                try:
+                    preprocess(images[i : i + take], spec, out=buf[pos : pos + take])
+                except Exception as exc:
+                    raise AntraxFormatError(f"{f.path}: tracklet {name!r}: preprocessing failed ({exc})") from exc
+                pos += take
+                i += take
+                if pos == bs:
+                    yield buf, pos
+                    buf, pos = _take(free, stop), 0
+                    if buf is None:
+                        return
+            index.add(name, part, n)
+    if pos:
+        yield buf, pos
+    else:
+        free.put(buf)
+
+
+def _threaded(gen: Iterator, depth: int, stop: threading.Event) -> Iterator:
+    """Run a generator in a reader thread, handing items over through a queue of ``depth``; errors re-raised here."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for item in gen:
+                if not put(item):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            put(_Failure(exc))
+
+    t = threading.Thread(target=run, name="antrax-reader", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failure):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        t.join()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# classify_movie
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def classify_movie(
+    image_files: Sequence[str | Path],
+    model: Any,
+    card: ClassifierCard,
+    out_path: str | Path,
+    batch_size: int = 256,
+    progress: Callable[[MovieProgress], None] | None = None,
+    *,
+    classifier_path: str | Path | None = None,
+    prefetch: int = 2,
+    compression: str | None = None,
+    log_every_s: float = 30.0,
+) -> Path:
+    """Classify every image of one movie (its ``images_<m>[_p<k>].mat`` parts, in order) → probabilities file.
+
+    ``model``: a Keras model (``predict_on_batch`` is used) or any callable (n,T,T,3) float32 → (n,C). ``card``
+    gives classes and preprocessing. ``prefetch`` = batches the reader thread may prepare ahead (0: no thread).
+    ``compression`` (e.g. "gzip") applies to ``probs``. Empty tracklets get zero rows and a warning; a damaged
+    tracklet is an error naming file and tracklet, and then no output is written.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    image_files = [Path(p) for p in image_files]
+    out_path = Path(out_path)
+    spec = preprocess_spec(card)
+    _check_model_input(model, spec)
+    predict = _predictor(model)
+    classes = [str(c) for c in card.classes]
+    n_classes = len(classes)
+    if n_classes == 0:
+        raise ValueError("classifier card has no classes")
+    t = spec.target_size
+    t0 = time.perf_counter()
+
+    with contextlib.ExitStack() as stack:
+        files = [stack.enter_context(ImagesFile(p)) for p in image_files]
+        seen: dict[str, Path] = {}
+        for f in files:
+            for name in f.tracklets:
+                if name in seen:
+                    raise AntraxFormatError(f"tracklet {name!r} is in two image files: {seen[name]} and {f.path}")
+                seen[name] = f.path
+        total = len(seen)
+        log.info("%s: %d tracklet(s) in %d file(s) to classify", out_path.name, total, len(files))
+
+        free: queue.Queue = queue.Queue()
+        for _ in range(max(0, prefetch) + 2):
+            free.put(np.empty((batch_size, t, t, 3), dtype=np.float32))
+        index = _Index()
+        stop = threading.Event()
+        batches = _fill_batches(files, spec, free, index, stop)
+        if prefetch > 0:
+            batches = _threaded(batches, prefetch, stop)
+
+        with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as h5:
+            probs = h5.create_dataset(
+                "probs", shape=(0, n_classes), maxshape=(None, n_classes), dtype=np.float32,
+                chunks=(max(1, min(4096, (1 << 20) // (4 * n_classes))), n_classes), compression=compression,
+            )
+            done = 0
+            last_log = t0
+            try:
+                for buf, n in batches:
+                    y = np.asarray(predict(buf[:n]), dtype=np.float32)
+                    if y.shape != (n, n_classes):
+                        raise ValueError(
+                            f"model output shape {y.shape} for a batch of {n} images; the card has {n_classes} "
+                            f"classes ({', '.join(classes)}) - wrong card for this model?"
+                        )
+                    probs.resize(done + n, axis=0)
+                    probs[done : done + n] = y
+                    free.put(buf)  # only now: y may be a view of buf (a plain callable as model)
+                    done += n
+                    now = time.perf_counter()
+                    if progress is not None or now - last_log >= log_every_s:
+                        p = MovieProgress(bisect.bisect_right(index.ends, done), total, done, now - t0)
+                        if progress is not None:
+                            progress(p)
+                        if now - last_log >= log_every_s:
+                            last_log = now
+                            log.info("%s: %d/%d tracklets, %d images, %.0f img/s", out_path.name,
+                                     p.tracklets_done, total, done, p.images_per_s)
+            finally:
+                stop.set()
+                close = getattr(batches, "close", None)
+                if close is not None:
+                    close()  # joins the reader thread before the image files are closed
+
+            if done != (index.ends[-1] if index.ends else 0) or len(index.names) != total:
+                raise RuntimeError(f"{out_path}: internal error: {done} probability rows for {index.ends[-1:]} images")
+            elapsed = time.perf_counter() - t0
+            h5.create_dataset("offsets", data=np.array([0, *index.ends], dtype=np.int64))
+            h5.create_dataset("tracklets", data=np.array(index.names, dtype=object), dtype=_STR)
+            h5.create_dataset("part", data=np.array(index.parts, dtype=np.int32))
+            h5.create_dataset("classes", data=np.array(classes, dtype=object), dtype=_STR)
+            a = h5.attrs
+            a["format"] = PROBS_FORMAT
+            a["format_version"] = PROBS_FORMAT_VERSION
+            a["classifier_path"] = str(Path(classifier_path).absolute()) if classifier_path else ""
+            a["classifier_sha256"] = file_sha256(classifier_path) if classifier_path else ""
+            a["image_files"] = json.dumps([str(p) for p in image_files])
+            a["preprocessing"] = json.dumps(spec.to_dict())
+            a["batch_size"] = batch_size
+            a["n_images"] = done
+            a["n_tracklets"] = total
+            a["empty_tracklets"] = json.dumps(index.empty)
+            a["elapsed_s"] = elapsed
+            a["images_per_s"] = done / elapsed if elapsed > 0 else 0.0
+            a["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            from . import __version__
+
+            a["antrax_pipe"] = __version__
+    p = MovieProgress(total, total, done, elapsed)
+    if progress is not None:
+        progress(p)
+    log.info("%s: done: %d tracklets (%d empty), %d images in %.1f s, %.0f img/s", out_path.name, total,
+             len(index.empty), done, elapsed, p.images_per_s)
+    return out_path
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Reading probabilities back
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class ProbabilitiesFile:
+    """An open per-movie probabilities file; iterating yields (tracklet, (n_i, C) float32) in file order.
+
+    Rows are read in blocks of about ``block_rows`` (whole tracklets), so memory stays bounded for any movie.
+    """
+
+    def __init__(self, path: str | Path, block_rows: int = 65536):
+        self.path = Path(path)
+        self.block_rows = block_rows
+        if not self.path.is_file():
+            raise AntraxFormatError(f"{self.path}: probabilities file not found")
+        try:
+            self._f = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise AntraxFormatError(f"{self.path}: not a readable HDF5 probabilities file ({exc})") from exc
+        try:
+            self._load_index()
+        except BaseException:
+            self._f.close()
+            raise
+
+    def _load_index(self) -> None:
+        f, where = self._f, str(self.path)
+        if f.attrs.get("format") != PROBS_FORMAT:
+            raise AntraxFormatError(f"{where}: not an antrax-pipe probabilities file (format attribute missing)")
+        if int(f.attrs.get("format_version", -1)) > PROBS_FORMAT_VERSION:
+            raise AntraxFormatError(f"{where}: format version {f.attrs['format_version']} is newer than this reader")
+        for key in ("probs", "offsets", "tracklets", "part", "classes"):
+            if key not in f:
+                raise AntraxFormatError(f"{where}: dataset {key!r} missing (incomplete file?)")
+        self.classes: list[str] = list(f["classes"].asstr()[()])
+        self.tracklets: list[str] = list(f["tracklets"].asstr()[()])
+        self.parts: np.ndarray = f["part"][()]
+        self.offsets: np.ndarray = f["offsets"][()].astype(np.int64)
+        self._probs = f["probs"]
+        self.attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+        o = self.offsets
+        ok = (
+            o.ndim == 1 and len(o) == len(self.tracklets) + 1 and len(self.parts) == len(self.tracklets)
+            and o[0] == 0 and bool(np.all(np.diff(o) >= 0)) and o[-1] == self._probs.shape[0]
+            and self._probs.ndim == 2 and self._probs.shape[1] == len(self.classes)
+        )
+        if not ok:
+            raise AntraxFormatError(
+                f"{where}: inconsistent probabilities file (probs {self._probs.shape}, {len(self.classes)} classes, "
+                f"{len(self.tracklets)} tracklets, {len(o)} offsets ending at {o[-1] if len(o) else None})"
+            )
+
+    def __enter__(self) -> ProbabilitiesFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __len__(self) -> int:
+        return len(self.tracklets)
+
+    @property
+    def n_images(self) -> int:
+        return int(self.offsets[-1])
+
+    def probabilities(self, tracklet: str) -> np.ndarray:
+        """One tracklet's rows (random access)."""
+        try:
+            i = self.tracklets.index(tracklet)
+        except ValueError:
+            raise KeyError(f"{self.path}: no tracklet {tracklet!r}") from None
+        return self._probs[self.offsets[i] : self.offsets[i + 1]]
+
+    def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
+        o, n = self.offsets, len(self.tracklets)
+        i = 0
+        while i < n:
+            start = o[i]
+            j = max(i + 1, int(np.searchsorted(o, start + self.block_rows, side="right")) - 1)
+            j = min(j, n)
+            block = self._probs[start : o[j]]
+            for k in range(i, j):
+                yield self.tracklets[k], block[o[k] - start : o[k + 1] - start]
+            i = j
+
+
+def read_probabilities(path: str | Path) -> Iterator[tuple[str, np.ndarray]]:
+    """Iterate (tracklet, (n_i, C) float32 probabilities) of a probabilities file, in file order."""
+    with ProbabilitiesFile(path) as pf:
+        yield from pf

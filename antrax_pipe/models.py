@@ -1,0 +1,157 @@
+"""CNN architectures of anTraX (spec §7), as Keras 3 Sequential models. Imports TensorFlow/Keras: use only for TF work.
+
+Difference from anTraX: the model starts with a normalisation layer (``Rescaling(1/255)``; ``[-1, 1]`` for
+MobileNetV2), so every model takes the same input — float32 0–255 from :func:`antrax_pipe.preprocess.preprocess` —
+and the saved file itself says how pixels are scaled. ``normalize=False`` gives anTraX's unnormalised model
+(used by the ``antrax`` training recipe).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+ARCHS: tuple[str, ...] = ("small", "wide", "large", "MobileNetV2", "custom")
+
+# Conv widths of the conv → maxpool → batchnorm → dropout blocks (spec §7).
+_BLOCKS: dict[str, tuple[int, ...]] = {
+    "small": (64, 128, 256),
+    "wide": (128, 256, 512),
+    "large": (64, 64, 128, 256),
+}
+
+
+class ModelBuildError(ValueError):
+    """An architecture cannot be built for the requested classes/target size (message says why and what to do)."""
+
+
+def min_target_size(arch: str) -> int:
+    """Smallest input side for which each block still has ≥1 pixel (s → floor((s−2)/2) per block)."""
+    blocks = _BLOCKS[arch]
+    t = 1
+    for _ in blocks:
+        t = 2 * t + 2
+    return t
+
+
+def _feature_side(arch: str, t: int) -> int:
+    for _ in _BLOCKS[arch]:
+        t = (t - 2) // 2
+    return t
+
+
+def build_model(
+    arch: str,
+    n_classes: int,
+    target_size: int,
+    modelfile: str | Path | None = None,
+    normalize: bool = True,
+    dropout: float = 0.25,
+    bn_momentum: float = 0.99,
+):
+    """A new, uncompiled ``keras.Model`` with input (T, T, 3) float 0–255 and a softmax over ``n_classes``.
+
+    ``arch``: ``small`` | ``wide`` | ``large`` (anTraX's Sequential CNNs), ``MobileNetV2`` (``modelfile`` = optional
+    local ImageNet weights file, else random init and fully trainable; with weights the base is frozen, as in anTraX),
+    ``custom`` (``modelfile`` = Keras model JSON). For anTraX compatibility an ``arch`` that is a path to a ``.json``
+    file is taken as ``custom``. ``bn_momentum`` (Keras default 0.99, as anTraX) is the BatchNormalization
+    moving-average momentum: with 0.99 the inference-mode statistics need several hundred steps to settle, which a
+    small trainset never gets (validation accuracy then sits at chance); the default training recipe uses 0.9.
+    """
+    import keras
+
+    if n_classes < 2:
+        raise ModelBuildError(f"a classifier needs at least 2 classes, got {n_classes}")
+    if str(arch).lower().endswith((".json", ".yaml", ".yml")):
+        arch, modelfile = "custom", arch
+    if arch not in ARCHS:
+        raise ModelBuildError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+    target_size = int(target_size)
+
+    if arch == "custom":
+        return _custom_model(modelfile, n_classes, target_size)
+
+    if arch == "MobileNetV2":
+        if target_size < 32:
+            raise ModelBuildError(f"MobileNetV2 needs a target size of at least 32 px, got {target_size}")
+        weights = None
+        if modelfile is not None:
+            weights = str(modelfile)
+            if not Path(weights).is_file():
+                raise ModelBuildError(
+                    f"{weights}: MobileNetV2 weights file not found (no download is attempted; pass a local "
+                    f"ImageNet weights .h5 for include_top=False, or no file for random initialisation)"
+                )
+        try:
+            base = keras.applications.MobileNetV2(
+                input_shape=(target_size, target_size, 3), include_top=False, weights=weights
+            )
+        except ValueError as exc:
+            raise ModelBuildError(f"MobileNetV2 cannot be built for target size {target_size}: {exc}") from exc
+        base.trainable = weights is None
+        layers = [keras.Input((target_size, target_size, 3), name="image")]
+        if normalize:
+            layers.append(keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="normalize"))  # = preprocess_input
+        layers += [base, keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(n_classes, activation="softmax")]
+        return keras.Sequential(layers, name="MobileNetV2")
+
+    need = min_target_size(arch)
+    if target_size < need:
+        raise ModelBuildError(
+            f"architecture {arch!r} needs a target size of at least {need} px, got {target_size} "
+            f"(use a larger --target-size, or arch 'small' which needs {min_target_size('small')})"
+        )
+    L = keras.layers
+    layers = [keras.Input((target_size, target_size, 3), name="image")]
+    if normalize:
+        layers.append(L.Rescaling(1 / 255.0, name="normalize"))
+    for i, width in enumerate(_BLOCKS[arch], start=1):
+        layers += [
+            L.Conv2D(width, (3, 3), activation="relu", name=f"conv{i}"),
+            L.MaxPooling2D((2, 2), name=f"pool{i}"),
+            L.BatchNormalization(momentum=bn_momentum, name=f"bn{i}"),
+            L.Dropout(dropout, name=f"drop{i}"),
+        ]
+    layers += [
+        L.Flatten(name="flatten"),
+        L.BatchNormalization(momentum=bn_momentum, name="bn_out"),
+        L.Dropout(dropout, name="drop_out"),
+        L.Dense(n_classes, activation="softmax", name="output"),
+    ]
+    return keras.Sequential(layers, name=arch)
+
+
+def _custom_model(modelfile: str | Path | None, n_classes: int, target_size: int):
+    import keras
+
+    if modelfile is None:
+        raise ModelBuildError("arch 'custom' needs a model file (--modelfile PATH to a Keras model JSON)")
+    path = Path(modelfile)
+    if path.suffix.lower() in (".yaml", ".yml"):
+        raise ModelBuildError(f"{path}: YAML model files are not supported by Keras 3; save the model as JSON")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ModelBuildError(f"{path}: cannot read the custom model file ({exc})") from exc
+    try:
+        json.loads(text)
+        model = keras.models.model_from_json(text)
+    except Exception as exc:
+        raise ModelBuildError(f"{path}: not a Keras model JSON ({exc})") from exc
+    in_shape = tuple(model.input_shape[1:])
+    out_shape = tuple(model.output_shape[1:])
+    if in_shape != (target_size, target_size, 3):
+        raise ModelBuildError(
+            f"{path}: the custom model's input shape {in_shape} does not match the target size "
+            f"({target_size}, {target_size}, 3)"
+        )
+    if out_shape != (n_classes,):
+        raise ModelBuildError(f"{path}: the custom model outputs {out_shape}, but the trainset has {n_classes} classes")
+    return model
+
+
+def has_normalization(model) -> bool:
+    """Whether the model rescales its 0–255 input itself (ours do; anTraX's do not)."""
+    import keras
+
+    return any(isinstance(layer, keras.layers.Rescaling) for layer in model.layers)

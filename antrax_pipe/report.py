@@ -1,0 +1,899 @@
+"""Validation report: one self-contained HTML page (tables + plots as base64 PNG) over classified sessions.
+
+The page opens offline and can be mailed around: no external CSS/JS, every plot is embedded. Plots use matplotlib's
+object API (``Figure`` + Agg canvas), never ``pyplot``, so no global backend or figure state is touched.
+
+Definitions used throughout (also printed on the page):
+
+* **kind** of a label — ID (``ant_labels``), non-ant (``noant_labels``), multi (by name, as anTraX), Unknown, other
+  (other ``other_labels``), unlisted (in no labels.csv category: classifier and labels.csv out of sync).
+* **frames** of a tracklet — its number of images (``SessionResult.n_images``), falling back to the frame span in its
+  name (exact unless the video was downsampled).
+* **assignment rate** — frames of tracklets labelled with an ID ÷ frames of all classified tracklets that are *not*
+  non-ant (ID + multi + Unknown + other + unlisted): the share of ant-tracklet time the classifier alone identifies,
+  before graph propagation. Also given per tracklet. 0/0 (a movie with only non-ant tracklets) is "n/a".
+* rates against validation marks and against a ground truth: see :mod:`antrax_pipe.stats`.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as _dt
+import html
+import io
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
+
+from . import __version__
+from .io.atomic import atomic_write_text
+from .model import AntraxFormatError, AutoID, ClassifierCard, Experiment, LabelSet, TrackletName
+from .stats import (
+    KIND_ID,
+    KIND_MULTI,
+    KIND_NONANT,
+    KIND_OTHER,
+    KIND_UNKNOWN,
+    KIND_UNLISTED,
+    KINDS,
+    MARKS,
+    Rate,
+    fmt_pct,
+    label_kind,
+    most_confused,
+    rate_pair,
+    truth_stats,
+    validation_stats,
+)
+
+#: Column-name slug of each kind in the summary table (``tracklets_<slug>``, ``frames_<slug>``).
+KIND_SLUG: dict[str, str] = {
+    KIND_ID: "id", KIND_NONANT: "nonant", KIND_MULTI: "multi", KIND_UNKNOWN: "unknown", KIND_OTHER: "other",
+    KIND_UNLISTED: "unlisted",
+}
+KIND_COLOR: dict[str, str] = {
+    KIND_ID: "#4c72b0", KIND_NONANT: "#8c8c8c", KIND_MULTI: "#dd8452", KIND_UNKNOWN: "#c44e52",
+    KIND_OTHER: "#937860", KIND_UNLISTED: "#da8bc3",
+}
+#: Parameter names under which the aggregation's short-tracklet length (anTraX: < 5 ant frames → ``min_conf_short``)
+#: is looked up, to mark it on the tracklet-length plot.
+SHORT_LEN_KEYS: tuple[str, ...] = ("short_len", "min_conf_short_len", "short_frames", "short_length")
+VALIDATION_COLUMNS: tuple[str, ...] = ("tracklet", "autoID", "mark", "n_frames")
+
+_DPI = 80
+
+
+@dataclass
+class SessionResult:
+    """Everything the report needs about one classified experiment session (plain data, no file access).
+
+    ``autoids``: movie → rows of ``autoids_<m>.csv``; ``n_images``: movie → tracklet → number of images;
+    ``failed_movies``: movie → error text; ``truth``: tracklet → true label; ``validation_marks``: rows of
+    ``classifier/validation.csv`` (DataFrame, or mappings/dataclasses with tracklet, autoID, mark, n_frames).
+    """
+
+    experiment: str
+    session: str
+    labels: LabelSet
+    autoids: dict[int, list[AutoID]] = field(default_factory=dict)
+    n_images: dict[int, dict[str, int]] = field(default_factory=dict)
+    failed_movies: dict[int, str] = field(default_factory=dict)
+    truth: dict[str, str] | None = None
+    validation_marks: pd.DataFrame | Sequence[Any] | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.experiment}/{self.session}"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Tables of numbers
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _frames_lookup(session: SessionResult) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for counts in session.n_images.values():
+        out.update({t: int(n) for t, n in counts.items()})
+    return out
+
+
+def _tracklet_frames(session: SessionResult, movie: int | None, tracklet: str, lookup: Mapping[str, int]) -> int:
+    """Images of a tracklet: from n_images (that movie first), else from its name; a clear error if neither works."""
+    if movie is not None and tracklet in session.n_images.get(movie, {}):
+        return int(session.n_images[movie][tracklet])
+    if tracklet in lookup:
+        return lookup[tracklet]
+    try:
+        return TrackletName.parse(tracklet).n_frames
+    except ValueError as exc:
+        where = f"{session.name}" + (f", movie {movie}" if movie is not None else "")
+        raise AntraxFormatError(
+            f"{where}: tracklet {tracklet!r}: no image count given and the name is not an anTraX tracklet name, so its "
+            f"number of frames is unknown"
+        ) from exc
+
+
+def tracklet_table(session: SessionResult) -> pd.DataFrame:
+    """One row per classified tracklet: movie, tracklet, label, kind, score, frames."""
+    lookup = _frames_lookup(session)
+    rows = []
+    for movie in sorted(session.autoids):
+        for a in session.autoids[movie]:
+            rows.append((movie, a.tracklet, a.label, label_kind(a.label, session.labels), float(a.score),
+                         _tracklet_frames(session, movie, a.tracklet, lookup)))
+    df = pd.DataFrame(rows, columns=["movie", "tracklet", "label", "kind", "score", "frames"])
+    return df.astype({"movie": "int64", "score": "float64", "frames": "int64"})
+
+
+def _assignment(id_count: float, nonant_count: float, total: float) -> float:
+    denom = total - nonant_count
+    return float(id_count / denom) if denom > 0 else math.nan
+
+
+def summarize_session(session: SessionResult) -> pd.DataFrame:
+    """Per movie: status, tracklets and frames per label kind, assignment rate (see the module docstring).
+
+    ``status``: ``ok``; ``empty`` (autoids without rows — anTraX's MATLAB reader stops at such a file); ``failed``
+    (listed in ``failed_movies``, ``error`` holds the text); ``missing`` (has images but neither autoids nor an error).
+    Counts of movies without autoids are NA; ``assignment_rate`` (frames) and ``assignment_rate_tracklets`` are NaN
+    when undefined (no non-non-ant tracklet).
+    """
+    tt = tracklet_table(session)
+    movies = sorted(set(session.autoids) | set(session.failed_movies) | set(session.n_images))
+    count_cols = ["tracklets", "frames"] + [f"{u}_{KIND_SLUG[k]}" for k in KINDS for u in ("tracklets", "frames")]
+    rows = []
+    for m in movies:
+        row: dict[str, Any] = {"experiment": session.experiment, "session": session.session, "movie": m}
+        if m in session.failed_movies:
+            row["status"], row["error"] = "failed", str(session.failed_movies[m])
+        elif m not in session.autoids:
+            row["status"], row["error"] = "missing", "no autoids and no error reported"
+        else:
+            row["status"] = "ok" if session.autoids[m] else "empty"
+            row["error"] = ""
+        if m in session.autoids:
+            sub = tt[tt.movie == m]
+            row["tracklets"], row["frames"] = len(sub), int(sub.frames.sum())
+            for k in KINDS:
+                s = sub[sub.kind == k]
+                row[f"tracklets_{KIND_SLUG[k]}"], row[f"frames_{KIND_SLUG[k]}"] = len(s), int(s.frames.sum())
+            row["assignment_rate"] = _assignment(row["frames_id"], row["frames_nonant"], row["frames"])
+            row["assignment_rate_tracklets"] = _assignment(row["tracklets_id"], row["tracklets_nonant"],
+                                                           row["tracklets"])
+        else:
+            row.update({c: pd.NA for c in count_cols})
+            row["assignment_rate"] = row["assignment_rate_tracklets"] = math.nan
+        rows.append(row)
+    columns = ["experiment", "session", "movie", "status", "error", *count_cols, "assignment_rate",
+               "assignment_rate_tracklets"]
+    df = pd.DataFrame(rows, columns=columns)
+    return df.astype({"movie": "int64", **{c: "Int64" for c in count_cols},
+                      "assignment_rate": "float64", "assignment_rate_tracklets": "float64"})
+
+
+def summary_totals(summary: pd.DataFrame) -> dict[str, Any]:
+    """Sum of the counts over the movies that have autoids, and the assignment rates of the sums."""
+    counts = [c for c in summary.columns if c.startswith(("tracklets", "frames"))]
+    tot: dict[str, Any] = {c: int(summary[c].sum(skipna=True)) for c in counts}
+    tot["assignment_rate"] = _assignment(tot["frames_id"], tot["frames_nonant"], tot["frames"])
+    tot["assignment_rate_tracklets"] = _assignment(tot["tracklets_id"], tot["tracklets_nonant"], tot["tracklets"])
+    return tot
+
+
+def write_summary_tsv(sessions: Iterable[SessionResult], path: str | Path) -> Path:
+    """All sessions' per-movie summaries in one TSV (NA for undefined numbers), written atomically."""
+    frames = [summarize_session(s) for s in sessions]
+    df = pd.concat(frames, ignore_index=True) if frames else summarize_session(
+        SessionResult("", "", LabelSet({}))).iloc[0:0]
+    return atomic_write_text(path, df.to_csv(sep="\t", index=False, na_rep="NA", lineterminator="\n"))
+
+
+def _normalise_marks(raw: pd.DataFrame | Sequence[Any], source: str, frames_of: Any) -> pd.DataFrame:
+    """Validation marks → DataFrame (tracklet, autoID, mark, n_frames); ``frames_of(tracklet)`` fills a missing
+    n_frames; errors name ``source`` and the tracklet."""
+    if isinstance(raw, pd.DataFrame):
+        df = raw.copy()
+    else:
+        recs = [dataclasses.asdict(r) if dataclasses.is_dataclass(r) else dict(r) for r in raw]
+        df = pd.DataFrame.from_records(recs)
+    rename = {c: std for c in df.columns for std in VALIDATION_COLUMNS if str(c).lower() == std.lower()}
+    df = df.rename(columns=rename)
+    if df.empty and not len(df.columns):
+        df = pd.DataFrame(columns=list(VALIDATION_COLUMNS))
+    for col in ("tracklet", "mark"):
+        if col not in df.columns:
+            raise AntraxFormatError(f"{source}: validation marks have no {col!r} column (columns: "
+                                    f"{', '.join(map(str, df.columns)) or 'none'})")
+    if "autoID" not in df.columns:
+        df["autoID"] = ""
+    if "n_frames" not in df.columns:
+        df["n_frames"] = pd.NA
+    df = df[list(VALIDATION_COLUMNS)].copy()
+    df["tracklet"] = df["tracklet"].astype(str)
+    df["mark"] = df["mark"].astype(str).str.strip().str.lower()
+    bad = df[~df["mark"].isin(MARKS)]
+    if len(bad):
+        r = bad.iloc[0]
+        raise AntraxFormatError(f"{source}: validation mark of tracklet {r.tracklet!r} is {r.mark!r}; expected one "
+                                f"of {', '.join(MARKS)}")
+    df = df.drop_duplicates("tracklet", keep="last").reset_index(drop=True)
+    n = pd.to_numeric(df["n_frames"], errors="coerce")
+    bad_n = df.loc[n.notna() & ((n < 0) | (n != n.round())), "tracklet"]
+    if len(bad_n):
+        raise AntraxFormatError(f"{source}: validation mark of tracklet {bad_n.iloc[0]!r}: n_frames is not a "
+                                f"non-negative integer")
+    df["n_frames"] = pd.Series([int(v) if not pd.isna(v) else frames_of(t) for t, v in zip(df["tracklet"], n)],
+                               dtype="int64")
+    df["autoID"] = df["autoID"].fillna("").astype(str)
+    return df
+
+
+def marks_table(session: SessionResult) -> pd.DataFrame | None:
+    """The session's validation marks, one row per tracklet (the last mark wins, as re-marking in the validate app
+    moves a tracklet); a missing ``n_frames`` comes from the image counts or the tracklet name."""
+    if session.validation_marks is None:
+        return None
+    lookup = _frames_lookup(session)
+    return _normalise_marks(session.validation_marks, f"{session.name} (validation marks)",
+                            lambda t: _tracklet_frames(session, None, t, lookup))
+
+
+def load_validation_marks(path: str | Path, n_images: Mapping[str, int] | None = None) -> pd.DataFrame:
+    """Read ``classifier/validation.csv`` (comma CSV with a header naming at least tracklet and mark; autoID and
+    n_frames optional). An empty ``n_frames`` is taken from ``n_images`` (tracklet → images), else from the name."""
+    path = Path(path)
+    if not path.is_file():
+        raise AntraxFormatError(f"{path}: validation marks file not found")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise AntraxFormatError(f"{path}: cannot be read as a CSV table ({exc})") from exc
+    df = df.replace("", pd.NA)
+    counts = dict(n_images or {})
+
+    def frames_of(t: str) -> int:
+        if t in counts:
+            return int(counts[t])
+        try:
+            return TrackletName.parse(t).n_frames
+        except ValueError as exc:
+            raise AntraxFormatError(f"{path}: tracklet {t!r}: n_frames is empty and the name is not an anTraX "
+                                    f"tracklet name") from exc
+
+    return _normalise_marks(df, str(path), frames_of)
+
+
+def load_session_result(experiment: Experiment, movies: Iterable[int] | None = None,
+                        failed_movies: Mapping[int, str] | None = None, truth: Mapping[str, str] | None = None,
+                        count_images: bool = True) -> SessionResult:
+    """Collect a :class:`SessionResult` from an experiment's files (labels.csv, ``labels/autoids_<m>.csv``,
+    ``classifier/validation.csv`` if present, and — with ``count_images`` — the image count of every tracklet from
+    ``images_<m>.mat``, read from HDF5 metadata only).
+
+    ``movies`` defaults to every movie with images, autoids or a failure. A movie without autoids that is not in
+    ``failed_movies`` is reported as missing.
+    """
+    from .io.autoids import read_autoids
+    from .io.images import EmptyTrackletError, ImagesFile, find_movie_images
+    from .io.labels import read_labels
+
+    failed = {int(m): str(e) for m, e in (failed_movies or {}).items()}
+    images = find_movie_images(experiment.images_dir)
+    if movies is None:
+        on_disk = {int(p.stem.split("_")[1]) for p in experiment.labels_dir.glob("autoids_*.csv")
+                   if p.stem.split("_")[1].isdigit() and len(p.stem.split("_")) == 2}
+        movie_list = sorted(set(images) | on_disk | set(failed))
+    else:
+        movie_list = sorted(set(int(m) for m in movies))
+    autoids: dict[int, list[AutoID]] = {}
+    n_images: dict[int, dict[str, int]] = {}
+    for m in movie_list:
+        f = experiment.autoids_file(m)
+        if m not in failed and f.is_file():
+            autoids[m] = read_autoids(f)
+        if count_images and m in images:
+            counts: dict[str, int] = {}
+            for part in images[m].parts:
+                with ImagesFile(part) as imf:
+                    for t in imf.tracklets:
+                        try:
+                            counts[t] = imf.n_images(t)
+                        except EmptyTrackletError:
+                            counts[t] = 0
+            n_images[m] = counts
+        elif m not in autoids and m not in failed:
+            n_images[m] = {}  # keeps the movie in the summary, as missing
+    vfile = experiment.classdir / "validation.csv"
+    all_counts = {t: n for counts in n_images.values() for t, n in counts.items()}
+    return SessionResult(
+        experiment=experiment.name, session=experiment.session, labels=read_labels(experiment.labels_file),
+        autoids=autoids, n_images=n_images, failed_movies=failed, truth=dict(truth) if truth else None,
+        validation_marks=load_validation_marks(vfile, all_counts) if vfile.is_file() else None,
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Plots (Figure + Agg canvas; returned as <img> tags with base64 PNG)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _new_figure(w: float, h: float) -> Figure:
+    fig = Figure(figsize=(w, h), dpi=_DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _img(fig: Figure, alt: str) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI)
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+
+
+def _label_order(labels: LabelSet, present: Iterable[str]) -> list[str]:
+    order = [lab for lab in labels.all_labels]
+    extra = sorted(set(present) - set(order))
+    return order + extra
+
+
+def plot_label_distribution(tt: pd.DataFrame, labels: LabelSet, title: str) -> str:
+    """Bars per label (every labels.csv label, so an ID never assigned shows as an empty slot), tracklets and frames."""
+    order = _label_order(labels, tt.label.unique())
+    ntr = tt.groupby("label").size().reindex(order, fill_value=0)
+    nfr = tt.groupby("label").frames.sum().reindex(order, fill_value=0)
+    colors = [KIND_COLOR[label_kind(lab, labels)] for lab in order]
+    fig = _new_figure(min(16.0, max(6.0, 0.38 * len(order) + 1.5)), 4.6)
+    axes = fig.subplots(2, 1, sharex=True)
+    x = np.arange(len(order))
+    for ax, values, what in ((axes[0], ntr, "tracklets"), (axes[1], nfr, "frames")):
+        ax.bar(x, values.to_numpy(), color=colors)
+        ax.set_ylabel(what)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(axis="y", alpha=0.3)
+    axes[1].set_xticks(x, order, rotation=60, ha="right", fontsize=8)
+    axes[0].set_title(title, fontsize=10)
+    kinds_present = [k for k in KINDS if any(label_kind(lab, labels) == k for lab in order)]
+    handles = [Patch(color=KIND_COLOR[k], label=k) for k in kinds_present]
+    if handles:
+        fig.legend(handles=handles, fontsize=7, ncols=len(handles), loc="outside upper right")
+    return _img(fig, f"label distribution, {title}")
+
+
+def plot_scores(tt: pd.DataFrame, title: str) -> str | None:
+    """Scores of ID tracklets: the raw score (Σ P(label) over ID frames — grows with length, it is solve's priority)
+    and score ÷ frames (≈ mean confidence). ``None`` when no tracklet has an ID."""
+    ids = tt[tt.kind == KIND_ID]
+    if ids.empty:
+        return None
+    fig = _new_figure(9, 3.2)
+    ax1, ax2 = fig.subplots(1, 2)
+    s = ids.score.to_numpy()
+    pos = s[s > 0]
+    if len(pos) and pos.max() / max(pos.min(), 1e-9) > 50:
+        bins = np.logspace(np.log10(pos.min()), np.log10(pos.max()), 30)
+        ax1.set_xscale("log")
+    else:
+        bins = 30
+    ax1.hist(pos if len(pos) else s, bins=bins, color=KIND_COLOR[KIND_ID])
+    ax1.set_xlabel("score (sum of P(label) over ID frames)")
+    ax1.set_ylabel("ID tracklets")
+    ratio = np.clip(s / np.maximum(ids.frames.to_numpy(), 1), 0, 1)
+    ax2.hist(ratio, bins=np.linspace(0, 1, 21), color=KIND_COLOR[KIND_ID])
+    ax2.set_xlabel("score ÷ tracklet frames")
+    for ax in (ax1, ax2):
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    return _img(fig, f"score distribution, {title}")
+
+
+def plot_lengths(tt: pd.DataFrame, title: str, short_len: float | None = None) -> str | None:
+    """Tracklet length (frames) histogram per outcome kind, log bins; the short-tracklet threshold marked if known."""
+    if tt.empty:
+        return None
+    fig = _new_figure(7, 3.4)
+    ax = fig.subplots()
+    hi = max(int(tt.frames.max()), 2)
+    bins = np.unique(np.round(np.logspace(0, np.log10(hi + 1), 30)))
+    for k in KINDS:
+        v = tt.frames[tt.kind == k].to_numpy()
+        if len(v):
+            ax.hist(v, bins=bins, histtype="step", lw=1.8, color=KIND_COLOR[k], label=f"{k} ({len(v)})")
+    if short_len is not None:
+        ax.axvline(short_len, color="k", ls="--", lw=1, label=f"short-tracklet threshold ({short_len:g})")
+    ax.set_xscale("log")
+    ax.set_xlabel("tracklet length (frames)")
+    ax.set_ylabel("tracklets")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=10)
+    return _img(fig, f"tracklet length by outcome, {title}")
+
+
+def plot_trainset_counts(counts: Mapping[str, int], labels: LabelSet | None) -> str:
+    names = list(counts)
+    values = np.array([counts[n] for n in names], dtype=float)
+    fig = _new_figure(min(16.0, max(6.0, 0.38 * len(names) + 1.5)), 3.6)
+    ax = fig.subplots()
+    x = np.arange(len(names))
+    ax.bar(x, values, color=[KIND_COLOR[label_kind(n, labels)] if labels else "#4c72b0" for n in names])
+    ax.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("training images")
+    if len(values) and values.max() > 0:
+        ax.axhline(np.median(values), color="k", ls=":", lw=1, label=f"median {np.median(values):g}")
+        ax.legend(fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title("trainset images per label", fontsize=10)
+    return _img(fig, "trainset counts per label")
+
+
+def plot_history(history: Mapping[str, Sequence[float]]) -> str | None:
+    """One panel per metric (loss, accuracy, …): training and, if recorded, validation (``val_<metric>``) per epoch."""
+    def clean(v: Any) -> np.ndarray:
+        return np.array([np.nan if x is None else float(x) for x in v], dtype=float)
+
+    bases = [k for k in history if not k.startswith("val_") and k not in ("lr", "learning_rate")]
+    bases += [k[4:] for k in history if k.startswith("val_") and k[4:] not in history]
+    bases = [b for b in bases if len(history.get(b, history.get(f"val_{b}", []))) > 0][:4]
+    if not bases:
+        return None
+    fig = _new_figure(4.2 * len(bases), 3.2)
+    axes = np.atleast_1d(fig.subplots(1, len(bases)))
+    for ax, b in zip(axes, bases):
+        for key, style, lab in ((b, "-o", "train"), (f"val_{b}", "--s", "validation")):
+            if key in history and len(history[key]):
+                y = clean(history[key])
+                ax.plot(np.arange(1, len(y) + 1), y, style, ms=3, label=lab)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(b, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _img(fig, "training curves")
+
+
+def plot_confusion(cm: np.ndarray, classes: Sequence[str], groups: Sequence[str]) -> str:
+    """Row-normalised heatmap (rows = true), classes grouped by kind with separating lines; counts written in."""
+    n = len(classes)
+    rows = cm.sum(axis=1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros_like(cm, dtype=float), where=rows > 0)
+    size = min(14.0, max(4.5, 0.42 * n + 2))
+    fig = _new_figure(size + 1, size)
+    ax = fig.subplots()
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(np.arange(n), classes, rotation=90, fontsize=7)
+    ax.set_yticks(np.arange(n), classes, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(1, n):
+        if groups[i] != groups[i - 1]:
+            ax.axhline(i - 0.5, color="k", lw=1)
+            ax.axvline(i - 0.5, color="k", lw=1)
+    if n <= 30:
+        for i in range(n):
+            for j in range(n):
+                if cm[i, j]:
+                    ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=6,
+                            color="white" if norm[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, shrink=0.7, label="fraction of true class")
+    ax.set_title("validation confusion matrix (row-normalised)", fontsize=10)
+    return _img(fig, "confusion matrix")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# HTML
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class _Html(str):
+    """A string that is already HTML (not escaped again by :func:`_cell`)."""
+
+
+def _is_missing(v: Any) -> bool:
+    if v is None or v is pd.NA:
+        return True
+    try:
+        return bool(isinstance(v, (float, np.floating)) and math.isnan(v))
+    except TypeError:
+        return False
+
+
+def _cell(v: Any, missing: str = "—") -> str:
+    if isinstance(v, _Html):
+        return v
+    if _is_missing(v):
+        return missing
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if isinstance(v, (int, np.integer)):
+        return f"{int(v):,}".replace(",", "\u2009")
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):.4g}"
+    return html.escape(str(v))
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[Any]], cls: str = "", row_classes: Sequence[str] = ()) -> str:
+    out = [f'<table class="{cls}">' if cls else "<table>", "<thead><tr>"]
+    out += [f"<th>{html.escape(h)}</th>" for h in header]
+    out.append("</tr></thead><tbody>")
+    for i, row in enumerate(rows):
+        rc = row_classes[i] if i < len(row_classes) and row_classes[i] else ""
+        out.append(f'<tr class="{rc}">' if rc else "<tr>")
+        out += [f"<td>{_cell(v)}</td>" for v in row]
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _kv_table(items: Iterable[tuple[str, Any]]) -> str:
+    return _table(("", ""), ((_Html(f"<b>{html.escape(k)}</b>"), v) for k, v in items), cls="kv")
+
+
+def _note(text: str, kind: str = "note") -> str:
+    return f'<div class="{kind}">{text}</div>'
+
+
+def _pct(x: Any) -> str:
+    return fmt_pct(None if _is_missing(x) else float(x))
+
+
+def _rate_rows(items: Iterable[tuple[str, str, tuple[Rate, Rate]]]) -> list[list[Any]]:
+    return [[name, definition, r[0].format(), r[1].format()] for name, definition, r in items]
+
+
+_RATE_HEADER = ("rate", "definition", "per tracklet (n, exact 95 % CI)", "frame-weighted (n, 95 % CI)")
+
+
+def _fmt_param(v: Any) -> Any:
+    if _is_missing(v):
+        return "not available"
+    if isinstance(v, (dict, list, tuple)):
+        return json.dumps(v, default=str)
+    return v
+
+
+def _short_len(params: Mapping[str, Any] | None) -> float | None:
+    for key in SHORT_LEN_KEYS:
+        v = (params or {}).get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and not _is_missing(v):
+            return float(v)
+    return None
+
+
+def _summary_section(session: SessionResult, summary: pd.DataFrame, tt: pd.DataFrame,
+                     params: Mapping[str, Any] | None) -> str:
+    kinds_shown = [k for k in KINDS if k in (KIND_ID, KIND_NONANT, KIND_MULTI, KIND_UNKNOWN)
+                   or summary[f"tracklets_{KIND_SLUG[k]}"].fillna(0).sum() > 0]
+    header = ["movie", "status", "tracklets", "frames"]
+    for k in kinds_shown:
+        header += [f"{k} tracklets", f"{k} frames"]
+    header += ["assignment rate (frames)", "assignment rate (tracklets)"]
+
+    def row(r: Mapping[str, Any], movie: Any, status: Any) -> list[Any]:
+        cells = [movie, status, r["tracklets"], r["frames"]]
+        for k in kinds_shown:
+            cells += [r[f"tracklets_{KIND_SLUG[k]}"], r[f"frames_{KIND_SLUG[k]}"]]
+        return cells + [_pct(r["assignment_rate"]), _pct(r["assignment_rate_tracklets"])]
+
+    rows = [row(r, r["movie"], r["status"]) for r in summary.to_dict("records")]
+    classes = [("bad" if s in ("failed", "missing") else "warn" if s == "empty" else "") for s in summary.status]
+    if len(summary):
+        rows.append(row(summary_totals(summary), _Html("<b>all</b>"), ""))
+        classes.append("total")
+    parts = [_table(header, rows, cls="num", row_classes=classes)]
+    failed = summary[summary.status.isin(["failed", "missing"])]
+    if len(failed):
+        items = "".join(f"<li>movie {int(r.movie)} ({html.escape(r.status)}): <code>{html.escape(str(r.error))}"
+                        f"</code></li>" for r in failed.itertuples())
+        parts.append(_note(f"<b>{len(failed)} movie(s) without classification:</b><ul>{items}</ul>", "bad"))
+    empty = summary[summary.status == "empty"]
+    if len(empty):
+        parts.append(_note("autoids file without rows for movie(s) " + ", ".join(str(m) for m in empty.movie)
+                           + " — anTraX's MATLAB reader stops at such a file (spec §11).", "warn"))
+    unlisted = sorted(tt.label[tt.kind == KIND_UNLISTED].unique())
+    if unlisted:
+        parts.append(_note("labels in no labels.csv category (classifier and labels.csv out of sync?): "
+                           + ", ".join(f"<code>{html.escape(u)}</code>" for u in unlisted), "warn"))
+    if tt.empty:
+        parts.append(_note("no classified tracklet in this session: no plots."))
+        return "".join(parts)
+    parts.append(plot_label_distribution(tt, session.labels, session.name))
+    score = plot_scores(tt, session.name)
+    parts.append(score if score else _note("no tracklet was given an ID: no score plot."))
+    lengths = plot_lengths(tt, session.name, _short_len(params))
+    if lengths:
+        parts.append(lengths)
+    return "".join(parts)
+
+
+def _truth_section(session: SessionResult, tt: pd.DataFrame) -> str:
+    predicted = dict(zip(tt.tracklet, tt.label))
+    frames = dict(zip(tt.tracklet, tt.frames.astype(int)))
+    ts = truth_stats(predicted, frames, session.truth or {}, session.labels)
+    parts = [_kv_table([("tracklets compared (classified and in the truth)", ts.n_compared),
+                        ("in the truth but not classified", ts.n_truth_only),
+                        ("classified but not in the truth", ts.n_predicted_only)])]
+    parts.append(_table(_RATE_HEADER, _rate_rows([
+        ("ID error", "given ID ≠ true ID, among true-ID tracklets given an ID", ts.id_error),
+        ("assignment", "given any ID, among true-ID tracklets", ts.assignment),
+        ("correct ID", "given the true ID, among true-ID tracklets", ts.correct_id),
+        ("non-ID given ID", "given an ID, among tracklets whose true label is not an ID", ts.non_id_given_id),
+    ])))
+    kinds = [k for k in KINDS if sum(ts.crosstab[k].values()) or sum(ts.crosstab[a][k] for a in KINDS)]
+    if kinds:
+        parts.append("<p>Tracklets by true kind (rows) and predicted kind (columns):</p>")
+        parts.append(_table(["true \\ predicted", *kinds], [[a, *(ts.crosstab[a][b] for b in kinds)] for a in kinds],
+                            cls="num"))
+    return "".join(parts)
+
+
+def _validation_section(session: SessionResult, marks: pd.DataFrame, tt: pd.DataFrame) -> str:
+    vs = validation_stats(zip(marks["mark"], marks["n_frames"]))
+    parts = [_table(["mark", "meaning", "tracklets", "frames"], [
+        ["correct", "ID label correct", vs.counts["correct"], vs.frames["correct"]],
+        ["wrong", "ID label wrong", vs.counts["wrong"], vs.frames["wrong"]],
+        ["ambig", "has an ID but should not", vs.counts["ambig"], vs.frames["ambig"]],
+        ["falseneg", "called non-ant, is an ant", vs.counts["falseneg"], vs.frames["falseneg"]],
+        ["trueneg", "called non-ant, is not an ant", vs.counts["trueneg"], vs.frames["trueneg"]],
+        [_Html("<b>all</b>"), "", sum(vs.counts.values()), sum(vs.frames.values())],
+    ], cls="num")]
+    parts.append(_table(_RATE_HEADER, _rate_rows([
+        ("wrong ID", "wrong / (correct + wrong)", vs.wrong_id),
+        ("false positive", "ambig / (ambig + correct + wrong)", vs.false_positive),
+        ("false negative", "falseneg / (falseneg + trueneg)", vs.false_negative),
+    ])))
+    if not tt.empty:
+        kinds = tt.kind.to_numpy()
+        assigned = np.isin(kinds, [KIND_ID, KIND_NONANT])
+        r = rate_pair(assigned, np.ones(len(tt), bool), tt.frames.to_numpy())
+        parts.append(_table(_RATE_HEADER, _rate_rows([
+            ("classified (validate-app 'assigned')", "ID or non-ant label, among all classified tracklets", r)])))
+    kind_of = dict(zip(tt.tracklet, tt.kind))
+    unknown = [t for t in marks.tracklet if t not in kind_of]
+    inconsistent = [t for t, m in zip(marks.tracklet, marks.mark) if t in kind_of and (
+        (m in ("correct", "wrong", "ambig") and kind_of[t] != KIND_ID)
+        or (m in ("falseneg", "trueneg") and kind_of[t] != KIND_NONANT))]
+    if unknown:
+        parts.append(_note(f"{len(unknown)} marked tracklet(s) are not in this session's autoids (e.g. "
+                           f"<code>{html.escape(unknown[0])}</code>): marks from an older classification?", "warn"))
+    if inconsistent:
+        parts.append(_note(f"{len(inconsistent)} mark(s) do not fit the tracklet's current label kind (e.g. "
+                           f"<code>{html.escape(inconsistent[0])}</code>): the classification changed since "
+                           f"validation?", "warn"))
+    return "".join(parts)
+
+
+def _trainset_counts(card: ClassifierCard) -> Mapping[str, int] | None:
+    for src in (getattr(card, "trainset_counts", None), card.training.get("trainset_counts"),
+                card.metrics.get("trainset_counts")):
+        if isinstance(src, Mapping) and src:
+            return {str(k): int(v) for k, v in src.items()}
+    return None
+
+
+def _per_class_columns(metrics: Mapping[str, Any], classes: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per-class numbers in the card's metrics, in either shape: {metric: {class: x}} or {key: {class: {metric: x}}}."""
+    cols: dict[str, dict[str, Any]] = {}
+    cs = set(classes)
+    for key, v in metrics.items():
+        if key in ("confusion", "trainset_counts") or not isinstance(v, Mapping) or not v or not set(v) <= cs:
+            continue
+        for cls_name, x in v.items():
+            if isinstance(x, Mapping):
+                for m, y in x.items():
+                    if isinstance(y, (int, float)) and not isinstance(y, bool):
+                        cols.setdefault(str(m), {})[cls_name] = y
+            elif isinstance(x, (int, float)) and not isinstance(x, bool):
+                cols.setdefault(str(key), {})[cls_name] = x
+    return cols
+
+
+def _card_section(card: ClassifierCard | None, labels: LabelSet | None) -> str:
+    na = "not available"
+    if card is None:
+        return _note("No classifier card was given: model details, trainset counts, training curves and the "
+                     "validation confusion matrix are not available.")
+    classes = list(card.classes)
+    training = card.training if isinstance(card.training, Mapping) else {}
+    metrics = card.metrics if isinstance(card.metrics, Mapping) else {}
+    items: list[tuple[str, Any]] = [
+        ("classes", f"{len(classes)}: " + ", ".join(classes) if classes else na),
+        ("architecture", card.arch), ("input size", f"{card.target_size} px"), ("background", card.background),
+        ("horizontal symmetry", card.hsymmetry),
+        ("trainset hash", card.trainset_hash or na),
+        ("preprocessing", json.dumps(card.preprocessing, sort_keys=True, default=str) if card.preprocessing else na),
+    ]
+    items += [(f"training: {k}", _fmt_param(v)) for k, v in training.items()
+              if k not in ("history", "trainset_counts") and not isinstance(v, Mapping)]
+    items += [(f"metric: {k}", _fmt_param(v)) for k, v in metrics.items()
+              if k not in ("confusion", "trainset_counts") and not isinstance(v, (Mapping, list, tuple))]
+    parts = [_kv_table(items)]
+
+    parts.append("<h3>Trainset</h3>")
+    counts = _trainset_counts(card)
+    if counts:
+        vals = np.array(list(counts.values()))
+        pos = vals[vals > 0]
+        lo_lab = min(counts, key=counts.get)
+        hi_lab = max(counts, key=counts.get)
+        ratio = f"{vals.max() / pos.min():.1f}" if len(pos) else na
+        parts.append(f"<p>{int(vals.sum())} images in {len(counts)} labels; largest/smallest = {ratio} "
+                     f"({html.escape(hi_lab)}: {counts[hi_lab]}, {html.escape(lo_lab)}: {counts[lo_lab]}).</p>")
+        missing = [c for c in classes if c not in counts or counts[c] == 0]
+        if missing:
+            parts.append(_note("classes without training images: " + html.escape(", ".join(missing)), "warn"))
+        parts.append(plot_trainset_counts(counts, labels))
+    else:
+        parts.append(f"<p>Trainset counts per label: {na}.</p>")
+
+    parts.append("<h3>Training curves</h3>")
+    history = training.get("history")
+    plot = plot_history(history) if isinstance(history, Mapping) and history else None
+    parts.append(plot or f"<p>Training history: {na}.</p>")
+
+    parts.append("<h3>Validation confusion matrix</h3>")
+    conf = metrics.get("confusion")
+    cm = None
+    if conf is not None:
+        try:
+            cm = np.asarray(conf, dtype=float)
+        except (TypeError, ValueError):
+            cm = None
+        if cm is None or cm.ndim != 2 or cm.shape != (len(classes), len(classes)):
+            shape = "x".join(map(str, cm.shape)) if cm is not None else "unreadable"
+            parts.append(_note(f"confusion matrix is {shape} but the card has {len(classes)} classes: not shown.",
+                               "warn"))
+            cm = None
+    if cm is None:
+        if conf is None:
+            parts.append(f"<p>Confusion matrix: {na}.</p>")
+    else:
+        kinds = [label_kind(c, labels) for c in classes]
+        order = sorted(range(len(classes)), key=lambda i: (KINDS.index(kinds[i]), i))
+        cls_o = [classes[i] for i in order]
+        cm_o = cm[np.ix_(order, order)]
+        total = cm.sum()
+        acc = float(np.trace(cm) / total) if total else None
+        parts.append(f"<p>{int(total)} validation images; accuracy from the matrix: {fmt_pct(acc)}.</p>")
+        parts.append(plot_confusion(cm_o, cls_o, [kinds[i] for i in order]))
+        # grouped by kind
+        ks = [k for k in KINDS if k in kinds]
+        g = {a: {b: 0.0 for b in ks} for a in ks}
+        for i, a in enumerate(kinds):
+            for j, b in enumerate(kinds):
+                g[a][b] += cm[i, j]
+        parts.append("<p>Grouped by label kind (rows = true, columns = predicted, images):</p>")
+        parts.append(_table(["true \\ predicted", *ks], [[a, *(int(g[a][b]) for b in ks)] for a in ks], cls="num"))
+        # per class
+        rows_sum, cols_sum = cm.sum(axis=1), cm.sum(axis=0)
+        extra = _per_class_columns(metrics, classes)
+        header = ["class", "kind", "support", "recall", "precision", *extra]
+        prow = []
+        for i, c in enumerate(classes):
+            rec = cm[i, i] / rows_sum[i] if rows_sum[i] else None
+            prec = cm[i, i] / cols_sum[i] if cols_sum[i] else None
+            prow.append([c, kinds[i], int(rows_sum[i]), fmt_pct(rec), fmt_pct(prec),
+                         *(extra[m].get(c) for m in extra)])
+        parts.append(_table(header, prow, cls="num"))
+        ids = [c for c, k in zip(classes, kinds) if k == KIND_ID] if labels else classes
+        pairs = most_confused(cm, classes, among=ids)
+        parts.append("<p>Most-confused ID pairs (true → predicted):</p>")
+        if pairs:
+            parts.append(_table(["true", "predicted", "images", "of the true class"],
+                                [[a, b, n, fmt_pct(f)] for a, b, n, f in pairs], cls="num"))
+        else:
+            parts.append("<p>none — no ID was confused with another ID.</p>")
+    if cm is None and (extra := _per_class_columns(metrics, classes)):
+        parts.append(_table(["class", *extra], [[c, *(extra[m].get(c) for m in extra)] for c in classes], cls="num"))
+    return "".join(parts)
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:1.5em auto;max-width:1200px;
+color:#222;padding:0 1em}
+h1{font-size:1.6em}h2{border-bottom:2px solid #4c72b0;padding-bottom:.2em;margin-top:2em}h3{margin-top:1.5em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.88em}
+th,td{border:1px solid #ccc;padding:.25em .55em;text-align:left;vertical-align:top}
+th{background:#eef1f7}table.num td{text-align:right}table.num td:first-child{text-align:left}
+tr.bad td{background:#fbe3e3}tr.warn td{background:#fff5d6}tr.total td{font-weight:bold;background:#f4f4f4}
+table.kv thead{display:none}
+.note,.warn,.bad{padding:.5em .8em;margin:.6em 0;border-left:4px solid #4c72b0;background:#f3f6fb}
+.warn{border-color:#e0a800;background:#fff8e1}.bad{border-color:#c0392b;background:#fdecea}
+img{max-width:100%;display:block;margin:.6em 0}code{font-size:.92em}
+.small{color:#666;font-size:.85em}
+"""
+
+_DEFINITIONS = """
+<ul>
+<li><b>Label kinds</b>: ID = in <code>ant_labels</code>; non-ant = in <code>noant_labels</code>; multi = named MultiAnt,
+Multi or multi (recognised by name, as anTraX does); Unknown = the hard-coded "no decision" label; other = other
+<code>other_labels</code>; unlisted = in no labels.csv category.</li>
+<li><b>Frames</b> of a tracklet = its number of blob images (falls back to the frame span in its name).</li>
+<li><b>Assignment rate</b> = frames of tracklets labelled with an ID ÷ frames of all classified tracklets that are not
+non-ant (ID + multi + Unknown + other + unlisted): the share of ant-tracklet time the classifier identifies before
+graph propagation. The per-tracklet version counts tracklets instead of frames. n/a when the denominator is 0.</li>
+<li><b>Validation rates</b> (anTraX's validate app, spec §12): wrong ID = W/(C+W); false positive = A/(A+C+W);
+false negative = FN/(FN+TN), with C, W, A, FN, TN the tracklets marked correct, wrong, ambig (should not have an ID),
+falseneg (called non-ant, is an ant), trueneg. Frame-weighted: each tracklet weighted by its frames. A tracklet marked
+twice counts once (last mark).</li>
+<li><b>Intervals</b>: per-tracklet rates carry the exact Clopper–Pearson 95 % interval. Frames of one tracklet share
+its label, so they are not independent trials; frame-weighted rates carry a Clopper–Pearson interval computed with the
+Korn–Graubard effective sample size (tracklets as clusters, capped at the number of tracklets) — approximate, but not
+falsely narrow. 0/0 is shown as "n/a (n = 0)".</li>
+<li><b>Score</b> = Σ P(label) over the frames whose top class is an ID (anTraX); it grows with tracklet length and is
+solve's propagation priority, so "score ÷ frames" is shown as a length-free confidence.</li>
+</ul>
+"""
+
+
+def build_report(sessions: Sequence[SessionResult], card: ClassifierCard | None, out_html: str | Path,
+                 params: Mapping[str, Any] | None = None,
+                 title: str = "antrax-pipe classification report") -> Path:
+    """Write the self-contained HTML validation report atomically and return its path."""
+    sessions = list(sessions)
+    prepared = []
+    for s in sessions:
+        tt = tracklet_table(s)
+        prepared.append((s, summarize_session(s), tt, marks_table(s)))
+
+    now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    body: list[str] = [f"<h1>{html.escape(title)}</h1>",
+                       f'<p class="small">antrax-pipe {__version__}, generated {html.escape(now)}.</p>']
+    toc = ['<li><a href="#overview">Overview</a></li>', '<li><a href="#params">Thresholds in use</a></li>']
+    toc += [f'<li><a href="#s{i}">{html.escape(s.name)}</a></li>' for i, (s, *_) in enumerate(prepared)]
+    toc += ['<li><a href="#card">Classifier model card</a></li>', '<li><a href="#defs">Definitions</a></li>']
+    body.append(f"<ul>{''.join(toc)}</ul>")
+
+    body.append('<h2 id="overview">Overview</h2>')
+    if not prepared:
+        body.append(_note("No session was given."))
+    else:
+        rows, rcls = [], []
+        for s, summary, tt, marks in prepared:
+            tot = summary_totals(summary)
+            nfail = int(summary.status.isin(["failed", "missing"]).sum())
+            rows.append([s.experiment, s.session, len(summary), nfail, tot["tracklets"], tot["frames"],
+                         _pct(tot["assignment_rate"]), _pct(tot["assignment_rate_tracklets"]),
+                         "yes" if s.truth else "no", "yes" if marks is not None else "no"])
+            rcls.append("bad" if nfail else "")
+        body.append(_table(["experiment", "session", "movies", "failed/missing", "tracklets", "frames",
+                            "assignment rate (frames)", "assignment rate (tracklets)", "ground truth",
+                            "validation marks"], rows, cls="num", row_classes=rcls))
+
+    body.append('<h2 id="params">Thresholds in use</h2>')
+    if params:
+        body.append(_kv_table((str(k), _fmt_param(v)) for k, v in params.items()))
+    else:
+        body.append("<p>Aggregation parameters: not available.</p>")
+
+    for i, (s, summary, tt, marks) in enumerate(prepared):
+        body.append(f'<h2 id="s{i}">{html.escape(s.name)}</h2>')
+        body.append("<h3>Classification per movie</h3>")
+        body.append(_summary_section(s, summary, tt, params))
+        body.append("<h3>Against the ground truth</h3>")
+        body.append(_truth_section(s, tt) if s.truth else "<p>Ground truth: not available.</p>")
+        body.append("<h3>Validation marks</h3>")
+        body.append(_validation_section(s, marks, tt) if marks is not None
+                    else "<p>Validation marks (<code>classifier/validation.csv</code>): not available.</p>")
+
+    body.append('<h2 id="card">Classifier model card</h2>')
+    body.append(_card_section(card, prepared[0][0].labels if prepared else None))
+    body.append(f'<h2 id="defs">Definitions</h2>{_DEFINITIONS}')
+
+    page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>\n"
+            + "\n".join(body) + "\n</body></html>\n")
+    return atomic_write_text(out_html, page)
