@@ -75,11 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     index = b.trainset_index(args.tarball)
     movie_keys, train_keys = split_tracklets(index)
     size_of = {lab: (SIZE if lab == "NoAnt" else None) for lab in movie_keys}
-    movie_tr: dict[str, list[b.RealTracklet]] = {}
-    train_tr: dict[str, list[b.RealTracklet]] = {}
-    for lab in movie_keys:  # one call per label keeps sizes per label; the tarball index is cached
-        movie_tr |= b.load_real_tracklets({lab: movie_keys[lab]}, MAX_FRAMES_MOVIE, size_of[lab], args.tarball)
-        train_tr |= b.load_real_tracklets({lab: train_keys[lab]}, MAX_FRAMES_TRAIN, size_of[lab], args.tarball)
+    movie_tr = b.load_real_tracklets(movie_keys, MAX_FRAMES_MOVIE, size_of, args.tarball)
+    train_tr = b.load_real_tracklets(train_keys, MAX_FRAMES_TRAIN, size_of, args.tarball)
 
     # deal tracklets: movies round-robin over SLOTS, trainsets alternating over COLONIES, offset per label
     slots: dict[tuple[str, int], list[b.RealTracklet]] = {s: [] for s in SLOTS}

@@ -350,6 +350,57 @@ class RealTracklet:
 TrainsetIndex = dict[str, dict[str, tuple[tuple[int, int, int], ...]]]
 
 
+def _scan_tar_headers(tarball: Path) -> list[tuple[str, int, int]] | None:
+    """(name, data offset, size) of every regular file of a plain ustar/GNU tar.gz, by walking the 512-byte headers
+    of the decompressed stream (~5x faster than tarfile for 29k members). None if it meets anything unusual (long
+    names, pax headers, bad checksum): the caller then falls back to tarfile."""
+    out = []
+    buf = bytearray()
+    base = 0  # stream offset of buf[0]
+    pos = 0  # stream offset of the next header
+    with gzip.open(tarball, "rb") as gz:
+        while True:
+            while pos + 512 > base + len(buf):
+                chunk = gz.read(1 << 20)
+                if not chunk:
+                    return out if not buf[pos - base:].strip(b"\x00") else None
+                buf += chunk
+            h = bytes(buf[pos - base: pos - base + 512])
+            if h == b"\x00" * 512:
+                return out
+            try:
+                chk = int(h[148:156].split(b"\x00")[0].strip() or b"0", 8)
+                size = int(h[124:136].split(b"\x00")[0].strip() or b"0", 8)
+            except ValueError:
+                return None
+            if chk != sum(h[:148]) + 256 + sum(h[156:]):
+                return None
+            typ = h[156:157]
+            if typ in (b"x", b"g"):  # pax header: its records may override the next member's path/size
+                while pos + 512 + size > base + len(buf):
+                    chunk = gz.read(1 << 20)
+                    if not chunk:
+                        return None
+                    buf += chunk
+                rec = bytes(buf[pos - base + 512: pos - base + 512 + size])
+                if typ == b"g" or any(k in rec for k in (b" path=", b" size=", b" linkpath=")):
+                    return None
+                pos += 512 + (size + 511) // 512 * 512
+                continue
+            if typ not in (b"0", b"\x00", b"5"):
+                return None
+            name = h[:100].split(b"\x00")[0].decode()
+            if h[257:262] == b"ustar" and h[345:500].strip(b"\x00"):
+                name = h[345:500].split(b"\x00")[0].decode() + "/" + name
+            if typ != b"5":
+                out.append((name, pos + 512, size))
+            pos += 512 + (size + 511) // 512 * 512
+            if pos - base > (4 << 20):  # drop consumed data
+                cut = pos - base - 512
+                del buf[:cut]
+                base += cut
+
+
 @functools.lru_cache(maxsize=2)
 def trainset_index(tarball: str | Path = TRAINSET_TARBALL) -> TrainsetIndex:
     """Member index of a trainset tarball (``examples/<label>/<exp>.<tracklet>.<frame>.png``), cached per process.
@@ -359,17 +410,18 @@ def trainset_index(tarball: str | Path = TRAINSET_TARBALL) -> TrainsetIndex:
     tarball = Path(tarball)
     if not tarball.is_file():
         raise FileNotFoundError(f"{tarball}: trainset tarball not found (set ANTRAX_TRAINSET_TARBALL)")
+    members = _scan_tar_headers(tarball)
+    if members is None:
+        with tarfile.open(tarball, "r:gz") as tf:
+            members = [(ti.name, ti.offset_data, ti.size) for ti in tf if ti.isfile()]
     idx: dict[str, dict[str, list[tuple[int, int, int]]]] = {}
-    with tarfile.open(tarball, "r:gz") as tf:
-        for ti in tf:
-            parts = ti.name.split("/")
-            if not ti.isfile() or len(parts) != 3 or parts[0] != "examples" or not parts[2].endswith(".png"):
-                continue
-            stem = parts[2][: -len(".png")]
-            key, _, frame = stem.rpartition(".")
-            if not key or not frame.isdigit():
-                continue
-            idx.setdefault(parts[1], {}).setdefault(key, []).append((int(frame), ti.offset_data, ti.size))
+    for name, offset, size in members:
+        parts = name.split("/")
+        if len(parts) != 3 or parts[0] != "examples" or not parts[2].endswith(".png"):
+            continue
+        key, _, frame = parts[2][: -len(".png")].rpartition(".")
+        if key and frame.isdigit():
+            idx.setdefault(parts[1], {}).setdefault(key, []).append((int(frame), offset, size))
     return {lab: {k: tuple(sorted(v)) for k, v in keys.items()} for lab, keys in idx.items()}
 
 
@@ -401,11 +453,12 @@ def _decode_png(data: bytes, where: str, size: int | None) -> np.ndarray:
 
 
 def load_real_tracklets(selection: Mapping[str, Sequence[str]], max_frames: int | None = None,
-                        size: int | None = None, tarball: str | Path = TRAINSET_TARBALL) -> dict[str, list[RealTracklet]]:
+                        size: int | Mapping[str, int | None] | None = None,
+                        tarball: str | Path = TRAINSET_TARBALL) -> dict[str, list[RealTracklet]]:
     """Read the given tracklets (label → keys) from the tarball: only their members, in one forward pass.
 
     ``max_frames`` keeps evenly spaced frames of longer tracklets (more pose variety than the first k);
-    ``size`` resizes to size×size with INTER_AREA (e.g. 86-px FOR1 NoAnt images to 48 px).
+    ``size`` (one for all, or per label) resizes to size×size with INTER_AREA (e.g. 86-px FOR1 NoAnt images to 48).
     """
     index = trainset_index(str(tarball))
     wanted: list[tuple[int, int, str, str, int]] = []  # (offset, size, label, key, frame)
@@ -422,7 +475,8 @@ def load_real_tracklets(selection: Mapping[str, Sequence[str]], max_frames: int 
     with gzip.open(tarball, "rb") as gz:
         for off, sz, label, key, frame in wanted:
             gz.seek(off)
-            img = _decode_png(gz.read(sz), f"{tarball}:{label}/{key}.{frame}.png", size)
+            img = _decode_png(gz.read(sz), f"{tarball}:{label}/{key}.{frame}.png",
+                              size.get(label) if isinstance(size, Mapping) else size)
             imgs.setdefault((label, key), []).append((frame, img))
     out: dict[str, list[RealTracklet]] = {}
     for label, keys in selection.items():
@@ -467,7 +521,8 @@ def extract_real_examples(dest: str | Path | None, labels: Iterable[str],
                           n_tracklets_per_label: int | Mapping[str, int], max_frames: int | None = None,
                           seed: int = 0, exclude_tracklets: Iterable[str] = (),
                           experiments: str | Iterable[str] | Mapping[str, str | Iterable[str]] | None = None,
-                          size: int | None = None, tarball: str | Path = TRAINSET_TARBALL,
+                          size: int | Mapping[str, int | None] | None = None,
+                          tarball: str | Path = TRAINSET_TARBALL,
                           single_label_only: bool = False) -> dict[str, list[RealTracklet]]:
     """Pick real tracklets per label from the tarball and return them; with ``dest``, also write them as a trainset
     ``dest/examples/<label>/<expname>.<tracklet>.<frame>.png``."""

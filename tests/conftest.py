@@ -30,12 +30,10 @@ _CACHE_VERSION = 1
 
 
 def _from_tarball(tarball: Path) -> dict[str, list[b.RealTracklet]]:
-    index = b.trainset_index(str(tarball))
-    out: dict[str, list[b.RealTracklet]] = {}
-    for label, (exp, size) in REAL_SELECTION.items():
-        sel = b.select_tracklets(index, [label], REAL_PER_LABEL, seed=1, experiments=exp, single_label_only=True)
-        out |= b.load_real_tracklets(sel, REAL_MAX_FRAMES, size, tarball)
-    return out
+    return b.extract_real_examples(None, REAL_SELECTION, REAL_PER_LABEL, REAL_MAX_FRAMES, seed=1,
+                                   experiments={lab: exp for lab, (exp, _) in REAL_SELECTION.items()},
+                                   size={lab: size for lab, (_, size) in REAL_SELECTION.items()},
+                                   tarball=tarball, single_label_only=True)
 
 
 def _from_demo() -> dict[str, list[b.RealTracklet]]:

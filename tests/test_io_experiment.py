@@ -286,3 +286,21 @@ def test_demo_is_small(demo_dir):
 def test_session_discovery_uses_mtime_not_name(tmp_path):
     expdir = _exp(tmp_path, sessions=(("zzz", time.time() - 100), ("aaa", time.time())))
     assert load_experiment(expdir).session == "aaa"
+
+
+@pytest.mark.skipif(not b.TRAINSET_TARBALL.is_file(), reason="trainset tarball not available")
+def test_extract_real_examples_from_tarball(tmp_path):
+    """Seeded, exclusion-aware, experiment-filtered selection; only the needed members are read; RGB trainset out."""
+    kw = dict(labels=["GP"], n_tracklets_per_label=2, max_frames=3, seed=7, experiments=b.EXP_T12)
+    first = b.extract_real_examples(tmp_path / "ts", **kw)
+    again = b.extract_real_examples(None, **kw)
+    assert [t.key for t in first["GP"]] == [t.key for t in again["GP"]]
+    assert all(t.expname == b.EXP_T12 and t.tracklet.startswith("trj_id") and len(t) <= 3 for t in first["GP"])
+    other = b.extract_real_examples(None, **(kw | {"exclude_tracklets": [t.key for t in first["GP"]]}))
+    assert not {t.key for t in other["GP"]} & {t.key for t in first["GP"]}
+    back = b.read_trainset_dir(tmp_path / "ts" / "examples")
+    for t, r in zip(first["GP"], back["GP"]):
+        assert (t.key, t.frames) == (r.key, r.frames)
+        np.testing.assert_array_equal(t.images, r.images)
+    with pytest.raises(ValueError, match="only"):
+        b.extract_real_examples(None, **(kw | {"n_tracklets_per_label": 99}))

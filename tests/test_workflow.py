@@ -1,0 +1,94 @@
+"""Real Snakemake runs of the whole chain on the embedded demo (trainset merge → train → classify → aggregate → report).
+
+The demo experiments are copied to a temporary folder first: a test never writes into the repository.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from antrax_pipe import load_autoids, load_experiment, select_movies
+from antrax_pipe.io.autoids import HEADER
+from antrax_pipe.io.images import ImagesFile
+from antrax_pipe.plan import plan_classifiers, plan_experiments, read_sheet
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "workflow" / "Snakefile"
+
+
+def make_workdir(tmp: Path, epochs: int = 4, **overrides) -> Path:
+    """A working directory with the demo experiments and the default config (fewer epochs: tests check the chain,
+    not the accuracy)."""
+    shutil.copytree(REPO / "demo", tmp / "demo")
+    (tmp / "config").mkdir()
+    shutil.copy(REPO / "config" / "experiments.tsv", tmp / "config" / "experiments.tsv")
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["train"]["epochs"] = epochs
+    for k, v in overrides.items():
+        cfg.setdefault(k, {}).update(v)
+    (tmp / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return tmp
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
+           "--cores", "2", "--workflow-profile", str(REPO / "profiles" / "default"), *args]
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if check and res.returncode != 0:
+        raise AssertionError(f"snakemake failed ({res.returncode}):\n{res.stdout[-4000:]}\n{res.stderr[-8000:]}")
+    return res
+
+
+def test_plan_of_default_config_covers_every_demo_movie():
+    sheet = read_sheet(REPO / "config" / "experiments.tsv")
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    exps = plan_experiments(sheet, REPO, cfg["default_classifier"])
+    assert set(exps) == {"colonyA", "colonyB"}
+    for e in exps.values():
+        assert len(e.movies) >= 2
+        assert e.movies == select_movies(load_experiment(e.experiment.expdir))
+    clfs = plan_classifiers(cfg, exps, REPO)
+    assert [s.name for s in clfs["general"].sources] == ["classifier", "classifier"]
+
+
+def test_dry_run_lists_every_stage(tmp_path):
+    wd = make_workdir(tmp_path)
+    out = snakemake(wd, "-n", "--quiet", "rules").stdout
+    for rule in ("trainset", "train", "classify", "aggregate", "report"):
+        assert rule in out
+
+
+@pytest.mark.slow
+def test_demo_run_end_to_end_then_nothing_to_do(tmp_path):
+    wd = make_workdir(tmp_path)
+    snakemake(wd)
+    for name in ("colonyA", "colonyB"):
+        exp = load_experiment(wd / "demo" / "experiments" / name)
+        movies = select_movies(exp)
+        assert len(movies) >= 2
+        truth = {}
+        for line in (wd / "demo" / "ground_truth" / f"{name}.csv").read_text().splitlines()[1:]:
+            m, t, lab = line.split(",")
+            truth[t] = lab
+        for m, mi in movies.items():
+            f = exp.autoids_file(m)
+            assert f.is_file(), f"no autoids for {name} movie {m}"
+            raw = f.read_bytes()
+            assert raw.startswith((",".join(HEADER) + "\n").encode()) and b"\r" not in raw
+            rows = load_autoids(f)
+            names = [t for p in mi.parts for t in ImagesFile(p).tracklets]
+            assert [r.tracklet for r in rows] == names  # one row per image dataset, file order
+            assert all(t in truth for t in names)
+    html = (wd / "results" / "report" / "report.html").read_text()
+    assert "colonyA" in html and "colonyB" in html and "data:image/png;base64," in html
+    # nothing changed -> nothing to do
+    dry = snakemake(wd, "-n")
+    assert "Nothing to be done" in dry.stdout + dry.stderr
