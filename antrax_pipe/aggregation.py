@@ -68,7 +68,8 @@ class AggregationParams:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not 0.0 <= v <= 1.0:
                 raise ValueError(f"AggregationParams.{name} must be a number in [0, 1], got {v!r}")
-        if isinstance(self.short_length, bool) or not isinstance(self.short_length, (int, np.integer)) or self.short_length < 0:
+        n = self.short_length
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"AggregationParams.short_length must be an integer >= 0, got {self.short_length!r}")
         if self.method not in METHODS:
             raise ValueError(f"AggregationParams.method must be one of {', '.join(METHODS)}; got {self.method!r}")
@@ -228,7 +229,7 @@ def _aggregate(
     passed: np.ndarray | None,
     tracklet: str,
 ) -> AutoID:
-    y = np.asarray(y)
+    y = np.asarray(y, dtype=np.float32)  # anTraX's softmax rows are float32: the score is a float32 sum
     if y.ndim != 2 or y.shape[1] != len(roles.classes):
         raise ValueError(
             f"tracklet {tracklet!r}: probabilities have shape {y.shape}, expected (n_images, {len(roles.classes)})"
@@ -294,8 +295,9 @@ def aggregate_movie(
     n_missing = n_nopass = 0
     with ProbabilitiesFile(probs_file) as pf:
         if check:
-            check_classes(pf.classes, labels, f"classifier {pf.attrs.get('classifier_path', '?')} vs labels.csv, "
-                          f"probabilities {probs_file}", allow_missing_ids=allow_missing_ids)
+            clf = pf.attrs.get("classifier_path") or "?"
+            check_classes(pf.classes, labels, f"classifier {clf} vs labels.csv; probabilities {probs_file}",
+                          allow_missing_ids=allow_missing_ids)
         roles = ClassRoles.build(pf.classes, labels)
         for tracklet, y in pf:
             passed = None

@@ -283,21 +283,56 @@ def save_classifier(path: str | os.PathLike, model, card: ClassifierCard) -> Pat
 
 
 def load_classifier(path: str | os.PathLike, compile: bool = True):
-    """(keras.Model, ClassifierCard). Our files load with ``keras.models.load_model`` (optimizer state included when
-    ``compile``). An anTraX file whose TF1-era model config Keras 3 cannot parse is rebuilt from its ``prmtrs``
+    """(keras.Model, ClassifierCard). Our files load with ``keras.models.load_model``; with ``compile`` the model is
+    compiled with the stored optimizer and its state (for incremental training). An anTraX file whose TF1-era model config Keras 3 cannot parse is rebuilt from its ``prmtrs``
     (arch, classes, target size, no input normalisation) and its weights are loaded by layer order."""
     path = Path(path)
     card = read_card(path)
     import keras
 
     try:
-        model = keras.models.load_model(path, compile=compile)
+        model = keras.models.load_model(path, compile=False)
     except Exception as exc:
         if card.source != "antrax":
             raise ClassifierFileError(f"{path}: the Keras model cannot be loaded ({type(exc).__name__}: {exc})") from exc
         model = _rebuild_antrax_model(path, card, exc)
     _check_model_matches(model, card, str(path))
+    if compile:
+        _compile_with_saved_optimizer(model, path)
     return model, card
+
+
+def _compile_with_saved_optimizer(model, path: Path) -> None:
+    """Compile with the stored optimizer (config + state: iteration count, learning rate, Adam moments).
+
+    Keras 3.15's own legacy-H5 path builds the optimizer for ``model._trainable_variables`` — empty for a
+    Sequential — so the restored optimizer refuses the model's variables at the first ``fit``. We rebuild it for
+    ``model.trainable_variables`` instead. Without a usable stored optimizer, a fresh Adam is used (logged)."""
+    import keras
+
+    optimizer, values = None, None
+    with h5py.File(path, "r") as f:
+        tc = f.attrs.get("training_config")
+        if tc is not None:
+            try:
+                cfg = json.loads(_decode(tc))["optimizer_config"]
+                optimizer = keras.optimizers.deserialize(cfg)
+            except Exception as exc:  # TF1-era or foreign optimizer config
+                log.warning("%s: stored optimizer config not usable (%s); using a fresh Adam", path, exc)
+        if optimizer is not None and "optimizer_weights" in f:
+            g = f["optimizer_weights"]
+            names = [_decode(n) for n in g.attrs.get("weight_names", [])]
+            values = [np.asarray(g[n][()]) for n in names]
+    if optimizer is None:
+        optimizer = keras.optimizers.Adam()
+    model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+    if values:
+        optimizer.build(model.trainable_variables)
+        shapes = [tuple(v.shape) for v in optimizer.variables]
+        if shapes == [tuple(v.shape) for v in values]:
+            optimizer.set_weights(values)
+        else:
+            log.warning("%s: stored optimizer state does not fit the model; starting with a fresh optimizer state", path)
 
 
 def _rebuild_antrax_model(path: Path, card: ClassifierCard, cause: Exception):

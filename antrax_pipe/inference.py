@@ -63,9 +63,9 @@ _STR = h5py.string_dtype("utf-8")
 def configure_tf(threads: int | None = None, gpu: bool = True) -> dict:
     """Match TF's thread pools to the job's allocation and use a visible GPU; call before any TF op runs.
 
-    ``threads`` → intra-op threads (what the scheduler gave the job); inter-op = 2 (TF needs ≥ 2 or training is slow,
-    measurements §3d). ``None``/0 keeps TF's default (all cores). GPUs get memory growth, so several jobs can share
-    one; ``gpu=False`` hides them. Returns what was set, for the job log.
+    ``threads`` → intra-op threads (what the scheduler gave the job); inter-op = 2 (TF needs ≥ 2 or training is
+    slow, measurements §3d). ``None``/0 keeps TF's default (all cores). GPUs get memory growth, so several jobs can
+    share one; ``gpu=False`` hides them. Returns what was set, for the job log.
     """
     import tensorflow as tf
 
@@ -75,7 +75,7 @@ def configure_tf(threads: int | None = None, gpu: bool = True) -> dict:
             raise ValueError(f"threads must be >= 1, got {threads}")
         try:
             tf.config.threading.set_intra_op_parallelism_threads(int(threads))
-            tf.config.threading.set_inter_op_parallelism_threads(max(2, min(int(threads), 2)))
+            tf.config.threading.set_inter_op_parallelism_threads(2)
             info["intra_op_threads"], info["inter_op_threads"] = int(threads), 2
         except RuntimeError as exc:  # TF already initialised in this process: settings are fixed now
             log.warning("could not set TF threads (%s); TF was already initialised", exc)
@@ -311,6 +311,7 @@ def classify_movie(
     if n_classes == 0:
         raise ValueError("classifier card has no classes")
     t = spec.target_size
+    clf_hash = file_sha256(classifier_path) if classifier_path else ""  # before the long part: fail fast
     t0 = time.perf_counter()
 
     with contextlib.ExitStack() as stack:
@@ -378,7 +379,7 @@ def classify_movie(
             a["format"] = PROBS_FORMAT
             a["format_version"] = PROBS_FORMAT_VERSION
             a["classifier_path"] = str(Path(classifier_path).absolute()) if classifier_path else ""
-            a["classifier_sha256"] = file_sha256(classifier_path) if classifier_path else ""
+            a["classifier_sha256"] = clf_hash
             a["image_files"] = json.dumps([str(p) for p in image_files])
             a["preprocessing"] = json.dumps(spec.to_dict())
             a["batch_size"] = batch_size

@@ -401,7 +401,7 @@ def train_classifier(
     output: str | os.PathLike | None = None,
     examples: Sequence[Example] | None = None,
     patience: int = 5,
-    learning_rate: float = 1e-3,
+    learning_rate: float | None = None,
     steps_per_epoch: int | None = None,
     unknown_weight: float | None = None,
     multi_weight: float = 0.1,
@@ -417,6 +417,8 @@ def train_classifier(
     come from the stored model (differences are logged). ``examples`` overrides the examples used (e.g. to leave an
     experiment out). ``progress`` receives one line per epoch and per phase (default: this module's logger).
     ``epochs``/``val_fraction``/``steps_per_epoch``/``unknown_weight`` default per recipe (see the module doc).
+    ``learning_rate``: Adam's initial rate for a new model (default 1e-3); a continued model keeps its stored
+    optimizer (rate and state) unless a rate is given.
     """
     say = progress or log.info
     if recipe not in RECIPES:
@@ -495,9 +497,11 @@ def train_classifier(
                 say(f"note: continuing {model_path}: {what}={given!r} ignored, the model has {what}={stored!r}")
         arch, hsymmetry = previous.arch, previous.hsymmetry
         normalize = previous.training.get("normalization", "in_model") == "in_model"
-        if not getattr(model, "compiled", False) or model.optimizer is None or is_antrax:
-            model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="categorical_crossentropy",
+        if is_antrax:  # anTraX recompiled before every fit: fresh Adam
+            model.compile(optimizer=keras.optimizers.Adam(learning_rate or 1e-3), loss="categorical_crossentropy",
                           metrics=["accuracy"])
+        elif learning_rate is not None:
+            model.optimizer.learning_rate.assign(learning_rate)
         say(f"continuing {model_path} ({arch}, T={spec.target_size}, {len(classes)} classes)")
     else:
         from .models import build_model
@@ -507,7 +511,7 @@ def train_classifier(
         normalize = not is_antrax
         model = build_model(arch, len(classes), t, modelfile=modelfile, normalize=normalize,
                             bn_momentum=0.99 if is_antrax else bn_momentum)
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="categorical_crossentropy",
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate or 1e-3), loss="categorical_crossentropy",
                       metrics=["accuracy"])
         say(f"new {arch} model, T={t}, {len(classes)} classes, {model.count_params():,} parameters")
 
@@ -581,6 +585,7 @@ def train_classifier(
         say(f"epoch {epoch + 1}/{epochs}: " + ", ".join(parts) + f", lr {lr:.2g} ({row['seconds']:.1f} s)")
 
     progress_cb = keras.callbacks.LambdaCallback(on_epoch_begin=_on_epoch_begin, on_epoch_end=_on_epoch_end)
+    lr0 = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
     fit_t = time.time()
     model.fit(
         ds,
@@ -625,7 +630,7 @@ def train_classifier(
         "patience": patience if not is_antrax else 10,
         "batch_size": batch_size,
         "steps_per_epoch": steps_per_epoch,
-        "learning_rate": learning_rate,
+        "learning_rate": lr0,
         "seed": seed,
         "val_fraction": val_fraction,
         "class_weighting": class_weighting,

@@ -134,8 +134,8 @@ def examples_dir_of(classdir: str | os.PathLike) -> Path:
 
 def resolve_classdir(path: str | os.PathLike, session: str | None = None, create: bool = False) -> Path:
     """A classdir as anTraX resolves it: a dir with ``examples/`` → itself; an experiment dir → its (latest, or
-    ``session``) session's ``classifier/``. With ``create`` a non-existent non-experiment path is taken as a new
-    classdir."""
+    ``session``) session's ``classifier/``. With ``create`` (merge destinations) any other dir, or a path that does
+    not exist yet, is taken as a (new) classdir."""
     from .io.experiment import is_expdir, load_experiment
 
     p = Path(path).expanduser()
@@ -143,9 +143,7 @@ def resolve_classdir(path: str | os.PathLike, session: str | None = None, create
         return p
     if is_expdir(p):
         return load_experiment(p, session).classdir
-    if create and not p.exists():
-        return p
-    if create and p.is_dir() and not any(p.iterdir()):
+    if create and (not p.exists() or p.is_dir()):
         return p
     raise TrainsetError(f"{p}: neither a classifier directory (with examples/) nor an anTraX experiment directory")
 

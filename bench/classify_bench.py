@@ -238,7 +238,8 @@ def main(argv: list[str] | None = None) -> dict:
         alone = (alone_before + alone_after) / 2
         e2e = res["images"] / t_e2e
         res.update(
-            model_alone_img_s=round(alone), model_alone_before=round(alone_before), model_alone_after=round(alone_after),
+            model_alone_img_s=round(alone), model_alone_before=round(alone_before),
+            model_alone_after=round(alone_after),
             end_to_end_img_s=round(e2e), end_to_end_s=round(t_e2e, 2), classify_movie_s=round(t_infer, 2),
             aggregate_and_csv_s=round(t_e2e - t_infer, 2), ratio=round(e2e / alone, 3),
             peak_rss_mb=round(max(vm("VmHWM"), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20),

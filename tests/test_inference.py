@@ -345,3 +345,32 @@ def test_configure_tf_after_init_only_warns(tiny_model):
 def test_batch_size_validation(tmp_path, tiny_model, card):
     with pytest.raises(ValueError, match="batch_size"):
         classify_movie([], tiny_model, card, tmp_path / "p.h5", batch_size=0)
+
+
+def test_real_image_experiment_parted_with_frame_passed(tmp_path, tiny_model, card, tiny_experiment):
+    """Real blob images in MATLAB-written layout (#refs# group, one-frame tracklet, movie 2 in two parts):
+    one probabilities row block per dataset, in the order anTraX writes autoids; usepassed maps best frames back."""
+    from antrax_pipe.io.images import find_movie_images, read_frame_passed
+
+    exp = tiny_experiment
+    movies = find_movie_images(exp.images_dir)
+    assert sorted(movies) == [1, 2] and len(movies[2].parts) == 2
+    for m, mi in movies.items():
+        out = classify_movie(mi.parts, tiny_model, card, tmp_path / f"probs_{m}.h5", batch_size=8)
+        ref = reference(tiny_model, mi.parts, card)
+        assert list(ref) == exp.sorted_tracklets(m)
+        assert_matches(out, ref)
+        passed: dict = {}
+        for p in mi.passed_parts:
+            passed.update(read_frame_passed(p))
+        params = AggregationParams(use_min_conf=False, usepassed=True)
+        # the untrained tiny model says 'Unknown' everywhere; call every class but Multi an ID so rows get best frames
+        all_ids = LabelSet({"ant_labels": ("A", "B", "NoAnt", "Unknown"), "other_labels": ("Multi",)})
+        rows = aggregate_movie(out, all_ids, params, passed)
+        assert [r.tracklet for r in rows] == exp.sorted_tracklets(m)
+        assert all(r.best_frame for r in rows)
+        for r in rows:
+            y = ref[r.tracklet]
+            sel = np.flatnonzero(passed[r.tracklet] & (y.argmax(1) != CLASSES.index("Multi")))  # the ant frames
+            best = sel[np.argmax(y[sel, CLASSES.index(r.label)])]
+            assert r.best_frame == best + 1  # into the full stack, not into the passed selection

@@ -57,8 +57,8 @@ def test_write_is_byte_exact_lf_and_atomic(tmp_path):
 def test_non_id_rows_write_literal_zeros():
     rows = [AutoID("trj_id4_ti2_5_tf2_9", "NoAnt"), AutoID("trj_id5_ti2_5_tf2_9", "MultiAnt", 0, 0),
             AutoID("trj_id6_ti2_5_tf2_9", "Unknown", 0.0, 0)]
-    assert format_autoids(rows).splitlines()[1:] == ["trj_id4_ti2_5_tf2_9,NoAnt,0,0", "trj_id5_ti2_5_tf2_9,MultiAnt,0,0",
-                                                     "trj_id6_ti2_5_tf2_9,Unknown,0,0"]
+    assert format_autoids(rows).splitlines()[1:] == [
+        "trj_id4_ti2_5_tf2_9,NoAnt,0,0", "trj_id5_ti2_5_tf2_9,MultiAnt,0,0", "trj_id6_ti2_5_tf2_9,Unknown,0,0"]
 
 
 def test_header_only_when_no_rows():

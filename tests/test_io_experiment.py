@@ -171,7 +171,8 @@ def test_select_movies_intersects_with_movlist(tiny_experiment):
 JS16_MOVIES_INFO = (
     "index subdir name movfile container filesize width height pixel fps starttime duration nframes channels "
     "framesize_1 framesize_2 framesize_3 framebytes fi ff\n"
-    "1 1_6 JS16_1 JS16_1.mp4 mov,mp4,m4a,3gp,3g2,mj2 10402940 960 720 yuvj420p 10 0 300 3000 3 960 720 3 2073600 1 3000\n"
+    "1 1_6 JS16_1 JS16_1.mp4 mov,mp4,m4a,3gp,3g2,mj2 10402940 960 720 yuvj420p 10 0 300 3000 3 960 720 3 2073600 "
+    "1 3000\n"
     "2 1_6 JS16_2 JS16_2.mp4 mov,mp4,m4a,3gp,3g2,mj2 10915624 960 720 yuvj420p 10 0 300 3000 3 960 720 3 2073600 "
     "3001 6000\n"
 )

@@ -109,10 +109,12 @@ def test_real_images_round_trip_exactly(tmp_path, real_tracklets):
           for i, t in enumerate(t for ts in real_tracklets.values() for t in ts)}
     p = b.write_images_mat(tmp_path / "images_1.mat", tr)
     with h5py.File(p, "r") as f:  # on disk the background is black, as MATLAB writes it
-        some = next(iter(tr))
+        some = max(tr, key=lambda k: len(tr[k]))
         raw = f[some][()]
+        assert raw.ndim == 4 and raw.shape[1] == 3
         white = (tr[some] == 255).all(-1)
         assert white.any() and (raw.transpose(0, 3, 2, 1)[white] == 0).all()
+        np.testing.assert_array_equal(raw, b.matlab_image_stack(tr[some]))
     with ImagesFile(p) as f:
         for name, imgs in tr.items():
             assert not (imgs.max(-1) == 0).any()  # exported anTraX PNGs never hold pure black

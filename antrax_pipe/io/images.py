@@ -106,7 +106,7 @@ class ImagesFile:
             raise AntraxFormatError(f"{self.path}: tracklet {tracklet!r}: data cannot be read ({exc})") from exc
         if a.ndim == 3:
             a = a[None]
-        a = np.ascontiguousarray(a.transpose(0, 3, 2, 1))
+        a = _to_nhwc(a)
         if white_bg:
             whiten(a)
         return a
@@ -116,8 +116,22 @@ class ImagesFile:
             yield name, self.read(name)
 
 
+def _to_nhwc(a: np.ndarray) -> np.ndarray:
+    """(N,3,W,H) -> contiguous (N,H,W,3), = ``ascontiguousarray(a.transpose(0,3,2,1))`` but one plane at a time
+    (~5x faster than numpy's generic 4-D strided copy)."""
+    out = np.empty((a.shape[0], a.shape[3], a.shape[2], a.shape[1]), dtype=a.dtype)
+    for c in range(a.shape[1]):
+        out[..., c] = a[:, c].transpose(0, 2, 1)
+    return out
+
+
 def whiten(images: np.ndarray) -> np.ndarray:
     """anTraX's white background, in place: pixels black in *all* channels become 255 in all channels."""
+    if images.dtype == np.uint8 and images.shape[-1] == 3:
+        # same result as the generic line below, ~10x faster (it was most of the per-image reading cost)
+        black = (images[..., 0] | images[..., 1] | images[..., 2]) == 0
+        images |= (black.view(np.uint8) * np.uint8(255))[..., None]
+        return images
     images[images.max(axis=-1) == 0] = 255
     return images
 
