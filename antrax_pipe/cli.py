@@ -64,7 +64,7 @@ def _run_snakemake(workdir: Path, config: dict, sheet_rows: list[dict], targets:
         cmd += ["--workflow-profile", "none"]
     if getattr(args, "dry", False):
         cmd.append("--dry-run")
-    cmd += list(getattr(args, "snakemake_args", None) or [])
+    cmd += list(args.snakemake_args)
     cmd += targets
     print("antrax-pipe: running", " ".join(cmd), file=sys.stderr, flush=True)
     return subprocess.call(cmd)
@@ -104,8 +104,14 @@ def cmd_classify(args) -> int:
         return 0
     config = {"classifiers": classifiers, "default_classifier": rows[0]["classifier"],
               "classify": {"batch_size": args.batch_size, "threads": args.threads}}
-    if args.usepassed:
-        config["aggregate"] = {"usepassed": True}
+    aggregate = {"usepassed": args.usepassed, "use_min_conf": not args.dont_use_min_conf}
+    if args.consv_factor is not None:  # anTraX: min_conf = 1 - 0.2 c, min_conf_short = 1 - 0.02 c
+        aggregate.update(min_conf=1 - 0.2 * args.consv_factor, min_conf_short=1 - 0.02 * args.consv_factor)
+    if args.min_conf is not None:
+        aggregate["min_conf"] = args.min_conf
+    if args.min_conf_short is not None:
+        aggregate["min_conf_short"] = args.min_conf_short
+    config["aggregate"] = aggregate
     return _run_snakemake(Path(args.workdir).absolute(), config, rows, ["all"], args)
 
 
@@ -128,7 +134,7 @@ def cmd_train(args) -> int:
               "default_classifier": clf, "train": train}
     workdir = Path(args.workdir).absolute()
     target = f"results/classifiers/{clf}/{args.name}.h5"
-    args.snakemake_args = list(args.snakemake_args or []) + ["--forcerun", "train"]
+    args.snakemake_args = list(args.snakemake_args) + ["--forcerun", "train"]
     return _run_snakemake(workdir, config, [], [target], args)
 
 
@@ -154,7 +160,6 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--workdir", default=workdir_default, help="where intermediate results and logs go")
         sp.add_argument("--dry", action="store_true", help="only show what would run")
         sp.add_argument("--threads", type=int, default=2, help="threads per TensorFlow job")
-        sp.add_argument("snakemake_args", nargs="*", help="extra Snakemake arguments after --")
 
     c = sub.add_parser("classify", help="classify every tracklet of the experiments in EXPLIST")
     c.add_argument("explist", help="an experiment dir, a text file listing them, or a folder of experiments")
@@ -163,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--session", help="session name (default: newest parameters/Trck.mat)")
     c.add_argument("--missing", action="store_true", help="only movies that have no autoids file yet")
     c.add_argument("--usepassed", action="store_true", help="aggregate only frames that passed frame_passed")
+    c.add_argument("--dont-use-min-conf", action="store_true", help="no confidence gates (anTraX's flag)")
+    c.add_argument("--consv-factor", type=float, help="anTraX's conservativeness c: min_conf=1-0.2c, short 1-0.02c")
+    c.add_argument("--min-conf", type=float, help="confidence gate for an ID (default 0.9)")
+    c.add_argument("--min-conf-short", type=float, help="gate for tracklets under 5 ant frames (default 0.99)")
     c.add_argument("--batch-size", type=int, default=256)
     common(c)
     c.set_defaults(func=cmd_classify)
@@ -192,7 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:  # everything after -- goes to Snakemake unchanged
+        i = argv.index("--")
+        argv, extra = argv[:i], argv[i + 1 :]
     args = build_parser().parse_args(argv)
+    args.snakemake_args = extra
     try:
         return args.func(args)
     except (AntraxFormatError, ValueError) as exc:

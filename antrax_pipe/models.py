@@ -56,7 +56,8 @@ def build_model(
     ``custom`` (``modelfile`` = Keras model JSON). For anTraX compatibility an ``arch`` that is a path to a ``.json``
     file is taken as ``custom``. ``bn_momentum`` (Keras default 0.99, as anTraX) is the BatchNormalization
     moving-average momentum: with 0.99 the inference-mode statistics need several hundred steps to settle, which a
-    small trainset never gets (validation accuracy then sits at chance); the default training recipe uses 0.9.
+    small trainset never gets (validation accuracy then sits at chance); the default training recipe adapts it to
+    the number of steps per epoch.
     """
     import keras
 

@@ -92,3 +92,76 @@ def test_demo_run_end_to_end_then_nothing_to_do(tmp_path):
     # nothing changed -> nothing to do
     dry = snakemake(wd, "-n")
     assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
+    """Rule → number of jobs a dry run would execute."""
+    out = snakemake(workdir, "-n", *args).stdout
+    jobs: dict[str, int] = {}
+    in_stats = False
+    for line in out.splitlines():
+        if line.startswith("job ") and "count" in line:
+            in_stats = True
+            continue
+        if in_stats:
+            parts = line.split()
+            if not parts or parts[0] == "total":
+                break
+            if parts[0].startswith("---"):
+                continue
+            jobs[parts[0]] = int(parts[1])
+    return jobs
+
+
+@pytest.mark.slow
+def test_threshold_change_reaggregates_without_inference_and_cli_gives_same_files(tmp_path):
+    wd = make_workdir(tmp_path, epochs=2)
+    snakemake(wd)
+    exp_a = wd / "demo" / "experiments" / "colonyA" / "antrax"
+    probs = sorted((wd / "results" / "probs").rglob("probs_*.h5"))
+    probs_mtimes = {p: p.stat().st_mtime_ns for p in probs}
+    before = {p.name: p.read_bytes() for p in (exp_a / "labels").glob("autoids_*.csv")}
+
+    # a stricter confidence gate: only aggregation and the report are out of date, inference is not repeated
+    cfg_file = wd / "config" / "config.yaml"
+    cfg = yaml.safe_load(cfg_file.read_text())
+    cfg["aggregate"]["min_conf"] = 0.9999
+    cfg_file.write_text(yaml.safe_dump(cfg))
+    assert planned_jobs(wd) == {"aggregate": 4, "report": 1, "all": 1}
+    snakemake(wd)
+    assert {p: p.stat().st_mtime_ns for p in probs} == probs_mtimes
+    after = {p.name: p.read_bytes() for p in (exp_a / "labels").glob("autoids_*.csv")}
+    n_ids = lambda files: sum(line.count(b",0,0") == 0 for b in files.values() for line in b.splitlines()[1:])  # noqa: E731
+    assert n_ids(after) <= n_ids(before)
+
+    # the CLI runs the same workflow: same classifier + thresholds -> byte-identical autoids
+    for f in (exp_a / "labels").glob("autoids_*.csv"):
+        f.unlink()
+    cli_wd = tmp_path / "cli-work"
+    cmd = [sys.executable, "-m", "antrax_pipe.cli", "classify", str(exp_a.parent),
+           "--classifier", str(wd / "results" / "classifiers" / "general" / "classifier.h5"),
+           "--workdir", str(cli_wd), "--cores", "2", "--min-conf", "0.9999"]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-4000:]
+    cli = {p.name: p.read_bytes() for p in (exp_a / "labels").glob("autoids_*.csv")}
+    assert cli == after
+
+    # --missing: nothing left to do for this experiment
+    res = subprocess.run(cmd[:5] + ["--missing"] + cmd[5:], capture_output=True, text=True)
+    assert res.returncode == 0 and "no movie to classify" in res.stderr
+
+
+@pytest.mark.slow
+def test_classifier_labels_mismatch_stops_before_inference(tmp_path):
+    wd = make_workdir(tmp_path, epochs=1)
+    snakemake(wd, "--until", "train")
+    labels = wd / "demo" / "experiments" / "colonyB" / "antrax" / "parameters" / "labels.csv"
+    text = labels.read_text().replace("PP\tant_labels\n", "").replace("GP\tant_labels\n", "GPX\tant_labels\n")
+    labels.write_text(text)
+    res = snakemake(wd, "--keep-going", check=False)
+    assert res.returncode != 0
+    log = (wd / "results" / "logs" / "classify" / "colonyB" / "1.log").read_text()
+    assert "GPX" in log and "PP" in log and "GP" in log
+    assert not (wd / "results" / "probs" / "colonyB" / "probs_1.h5").exists()
+    # the other experiment is unaffected
+    assert (wd / "demo" / "experiments" / "colonyA" / "antrax" / "labels" / "autoids_1.csv").is_file()
