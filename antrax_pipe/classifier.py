@@ -250,9 +250,8 @@ def write_metadata(path: str | os.PathLike, card: ClassifierCard) -> None:
             if key in f:
                 del f[key]
         f.create_dataset("prmtrs", data=json.dumps(antrax_prmtrs(card), default=_json_default), dtype=str_dt)
-        f.create_dataset(
-            "classes", data=np.array([[c] for c in card.classes], dtype=object), dtype=str_dt, shape=(len(card.classes), 1)
-        )
+        classes = np.array([[c] for c in card.classes], dtype=object)
+        f.create_dataset("classes", data=classes, dtype=str_dt, shape=(len(card.classes), 1))
         f.create_dataset(CARD_KEY, data=card_to_json(card), dtype=str_dt)
 
 
@@ -284,7 +283,8 @@ def save_classifier(path: str | os.PathLike, model, card: ClassifierCard) -> Pat
 
 def load_classifier(path: str | os.PathLike, compile: bool = True):
     """(keras.Model, ClassifierCard). Our files load with ``keras.models.load_model``; with ``compile`` the model is
-    compiled with the stored optimizer and its state (for incremental training). An anTraX file whose TF1-era model config Keras 3 cannot parse is rebuilt from its ``prmtrs``
+    compiled with the stored optimizer and its state (for incremental training). An anTraX file whose TF1-era
+    model config Keras 3 cannot parse is rebuilt from its ``prmtrs``
     (arch, classes, target size, no input normalisation) and its weights are loaded by layer order."""
     path = Path(path)
     card = read_card(path)
@@ -294,7 +294,9 @@ def load_classifier(path: str | os.PathLike, compile: bool = True):
         model = keras.models.load_model(path, compile=False)
     except Exception as exc:
         if card.source != "antrax":
-            raise ClassifierFileError(f"{path}: the Keras model cannot be loaded ({type(exc).__name__}: {exc})") from exc
+            raise ClassifierFileError(
+                f"{path}: the Keras model cannot be loaded ({type(exc).__name__}: {exc})"
+            ) from exc
         model = _rebuild_antrax_model(path, card, exc)
     _check_model_matches(model, card, str(path))
     if compile:
@@ -332,13 +334,15 @@ def _compile_with_saved_optimizer(model, path: Path) -> None:
         if shapes == [tuple(v.shape) for v in values]:
             optimizer.set_weights(values)
         else:
-            log.warning("%s: stored optimizer state does not fit the model; starting with a fresh optimizer state", path)
+            log.warning("%s: stored optimizer state does not fit the model; using a fresh optimizer state", path)
 
 
 def _rebuild_antrax_model(path: Path, card: ClassifierCard, cause: Exception):
     from .models import ModelBuildError, build_model
 
-    log.warning("%s: Keras 3 cannot load the stored model (%s); rebuilding '%s' and loading weights", path, cause, card.arch)
+    log.warning(
+        "%s: Keras 3 cannot load the stored model (%s); rebuilding '%s' and loading weights", path, cause, card.arch
+    )
     try:
         model = build_model(card.arch, len(card.classes), card.target_size, normalize=False)
         model.load_weights(path)

@@ -150,6 +150,15 @@ def cmd_merge_trainset(args) -> int:
     return 0
 
 
+def cmd_extract_trainset(args) -> int:
+    """Start the local trainset/validation web app (anTraX's MATLAB app) and serve until Ctrl-C."""
+    from .app import serve
+
+    serve(args.expdir, session=args.session, port=args.port, movlist=parse_movlist(args.movlist), seed=args.seed,
+          open_browser=args.open, quiet=not args.verbose)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="antrax-pipe", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="verb", required=True)
@@ -197,6 +206,17 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--allow-new-labels", action="store_true", help="accept labels DEST does not have yet")
     m.add_argument("--map", help="rename labels while merging: OLD=NEW,...")
     m.set_defaults(func=cmd_merge_trainset)
+
+    x = sub.add_parser("extract-trainset",
+                       help="web app to label tracklets into the trainset and validate classifications")
+    x.add_argument("expdir", help="experiment directory")
+    x.add_argument("--session", help="session name (default: newest parameters/Trck.mat)")
+    x.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one chosen by the OS)")
+    x.add_argument("--movlist", help="movies offered: 4 | 3,5,6 | 1-5,7 | all (default all)")
+    x.add_argument("--seed", type=int, help="default seed of the random tracklet order")
+    x.add_argument("--open", action="store_true", help="open the page in the default web browser")
+    x.add_argument("--verbose", action="store_true", help="log every HTTP request")
+    x.set_defaults(func=cmd_extract_trainset)
     return p
 
 

@@ -7,9 +7,10 @@ Default recipe (``recipe='default'``), and why it differs from anTraX (spec §14
   ``val_fraction`` of them are held out, so the split is deterministic and mostly stable when examples are added
   (an incremental run does not validate on tracklets an earlier run trained on);
 - early stopping on the validation loss with the best weights restored; learning rate halved on plateaus;
-- class weights applied as a dict: balanced (N / (C · n_c)), ``Unknown`` × ``unknown_weight`` (default **1** here:
-  anTraX's ×20 was, very likely, never applied by TF 1.15 Keras — it ignored a non-dict class_weight — and makes the
-  model prefer ``Unknown``; the ``antrax`` recipe keeps 20), multi classes × ``multi_weight`` (incl. lowercase ``multi``);
+- class weights applied as a dict: balanced (N / (C · n_c)), ``Unknown`` × ``unknown_weight`` (default **1**
+  here: anTraX's ×20 was, very likely, never applied by TF 1.15 Keras — it ignored a non-dict class_weight — and
+  makes the model prefer ``Unknown``; the ``antrax`` recipe keeps 20), multi classes × ``multi_weight`` (incl.
+  lowercase ``multi``);
 - one epoch = one pass over the training images (anTraX: 1000 × 32 random draws);
 - BatchNormalization momentum adapted to the epoch length (``1 − 4/steps``, clipped to [0.5, 0.99]): Keras' 0.99
   needs hundreds of steps before the inference-mode statistics settle, and until then a small trainset's validation
@@ -191,6 +192,12 @@ class AugOptions:
         return d
 
 
+def parse_aug_options(value: AugOptions | Mapping | str | None) -> dict:
+    """Validate ``--aug-options`` (string or dict) → a plain dict (JSON/YAML-safe, e.g. for a Snakemake config) that
+    :meth:`AugOptions.parse` accepts again. Raises ValueError on unknown keys or bad values."""
+    return AugOptions.parse(value).to_dict()
+
+
 def _make_augmenter(aug: AugOptions, target_size: int, hsymmetry: bool, fill: float, seed: int):
     """A function (B,T,T,3) float32 → augmented batch, built from Keras 3 Random* layers (per-image parameters)."""
     import keras
@@ -209,7 +216,8 @@ def _make_augmenter(aug: AugOptions, target_size: int, hsymmetry: bool, fill: fl
     if aug.rotation_range:
         layers.append(L.RandomRotation(aug.rotation_range / 360.0, seed=seed + 1, **geo))
     if aug.shear_range:
-        layers.append(L.RandomShear(x_factor=math.tan(math.radians(aug.shear_range)), y_factor=0.0, seed=seed + 2, **geo))
+        shear = math.tan(math.radians(aug.shear_range))
+        layers.append(L.RandomShear(x_factor=shear, y_factor=0.0, seed=seed + 2, **geo))
     if aug.zoom_range:
         z = aug.zoom_range
         layers.append(L.RandomZoom((-z, z), (-z, z), seed=seed + 3, **geo))
@@ -535,6 +543,7 @@ def train_classifier(
     x_all = load_example_images(examples, spec)
     x_tr, y_tr = x_all[tr_idx], y_all[tr_idx]
     x_va, y_va = x_all[va_idx], y_all[va_idx]
+    del x_all  # the two copies above are all that is needed (uint8: 29k images at T=64 ≈ 360 MB)
     has_val = len(va_idx) > 0
     cw = class_weights(y_tr, classes, unknown_weight, multi_weight, balanced=class_weighting == "balanced")
     w_tr = np.array([cw[int(c)] for c in y_tr], dtype=np.float32)

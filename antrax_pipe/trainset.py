@@ -302,7 +302,8 @@ class MergeReport:
         labels = sorted(set(self.copied) | set(self.duplicates))
         lines = [f"merge {self.source} -> {self.dest}"]
         for lab in labels:
-            lines.append(f"  {lab}: {self.copied.get(lab, 0)} copied, {self.duplicates.get(lab, 0)} duplicate(s) skipped")
+            n_c, n_d = self.copied.get(lab, 0), self.duplicates.get(lab, 0)
+            lines.append(f"  {lab}: {n_c} copied, {n_d} duplicate(s) skipped")
         lines.append(f"  total: {self.n_copied} copied, {self.n_duplicates} duplicate(s) skipped")
         if self.new_labels:
             lines.append(f"  new labels: {', '.join(self.new_labels)}")
@@ -311,6 +312,9 @@ class MergeReport:
         for src, lab, other in self.conflicts:
             lines.append(f"  NOT copied, same image already labelled {other!r} in the destination: {src} ({lab})")
         return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
 
 
 def label_registry(classdir: Path) -> set[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import tarfile
 from collections import defaultdict
@@ -18,6 +19,7 @@ from antrax_pipe.training import (
     ClassListChangedError,
     class_weights,
     grouped_split,
+    parse_aug_options,
     train_classifier,
 )
 
@@ -176,6 +178,10 @@ def test_aug_options_parse_and_validate():
     assert AugOptions.parse("brightness_range=0.7:1.3").brightness_range == (0.7, 1.3)
     assert AugOptions.parse(None) == AugOptions()
     assert AugOptions.parse("none").rotation_range == 0
+    # the CLI form: a plain JSON-safe dict (for the Snakemake config) that parses back to the same options
+    d = parse_aug_options("zoom_range=0.2,brightness_range=0.8:1.2")
+    assert json.loads(json.dumps(d)) == d
+    assert AugOptions.parse(d) == AugOptions(zoom_range=0.2, brightness_range=(0.8, 1.2))
     with pytest.raises(ValueError, match=r"unknown aug option\(s\): rotation, zoom.*valid options: width_shift_range"):
         AugOptions.parse("rotation=10,zoom=0.1")
     with pytest.raises(ValueError, match="zoom_range=1.5: must be < 1"):

@@ -63,7 +63,8 @@ def extract_subset(dest: Path, labels: list[str], per_tracklet: int, max_trackle
 
 @pytest.fixture(scope="module")
 def real_classdir(tmp_path_factory) -> Path:
-    return extract_subset(tmp_path_factory.mktemp("ts") / "classdir", ["BB", "GG", "OO"], per_tracklet=4, max_tracklets=3)
+    dest = tmp_path_factory.mktemp("ts") / "classdir"
+    return extract_subset(dest, ["BB", "GG", "OO"], per_tracklet=4, max_tracklets=3)
 
 
 def _counts(classdir: Path) -> dict[str, int]:
@@ -115,7 +116,8 @@ def test_find_classes_missing_dir_is_clear(tmp_path):
 @pytest.mark.parametrize(
     "name, key, exp, trk, frame",
     [
-        ("JS16.trj_id7_ti3_869_tf3_908.6869.png", "JS16.trj_id7_ti3_869_tf3_908", "JS16", "trj_id7_ti3_869_tf3_908", 6869),
+        ("JS16.trj_id7_ti3_869_tf3_908.6869.png", "JS16.trj_id7_ti3_869_tf3_908", "JS16", "trj_id7_ti3_869_tf3_908",
+         6869),
         ("my.exp.v2.trj_id1_ti1_1_tf1_9.3.png", "my.exp.v2.trj_id1_ti1_1_tf1_9", "my.exp.v2", "trj_id1_ti1_1_tf1_9", 3),
         ("e.trj_id1_ti1_1_tf1_9.png", "e.trj_id1_ti1_1_tf1_9", "e", "trj_id1_ti1_1_tf1_9", None),
         ("exp1.track_17.250.jpg", "exp1.track_17", "exp1", "track_17", 250),
@@ -151,7 +153,8 @@ def test_manifest_deterministic_and_detects_changes(real_classdir, tmp_path):
     assert len(m1.entries) == sum(_counts(cd).values()) >= 30
     assert m1.classes == ["BB", "GG", "OO"]
     e0 = m1.entries[0]
-    assert e0.path.startswith("examples/BB/") and e0.exp == EXP and e0.tracklet.startswith("trj_id") and len(e0.sha256) == 64
+    assert e0.path.startswith("examples/BB/") and e0.exp == EXP and e0.tracklet.startswith("trj_id")
+    assert len(e0.sha256) == 64
     h1 = manifest_hash(m1)
     # deterministic: same content → same hash and byte-identical files
     write_manifest(tmp_path / "a.tsv", m1)
@@ -222,7 +225,7 @@ def test_merge_dedupes_renames_and_never_overwrites(real_classdir, tmp_path):
     renamed = dest / "examples" / "GG" / rep.renamed[0][1]
     assert renamed.read_bytes() == clash.read_bytes() and ".dup1" in renamed.name
     assert parse_example_name(renamed.name)[0] == parse_example_name(clash.name)[0]  # tracklet key survives
-    assert f"GG: {n['GG']} copied" in rep.summary()
+    assert f"GG: {n['GG']} copied" in rep.summary() and str(rep) == rep.summary()
     # a second merge copies nothing
     rep2 = merge_trainset(src, dest)
     assert rep2.n_copied == 0 and rep2.n_duplicates == sum(n.values())
