@@ -154,8 +154,12 @@ def cmd_extract_trainset(args) -> int:
     """Start the local trainset/validation web app (anTraX's MATLAB app) and serve until Ctrl-C."""
     from .app import serve
 
-    serve(args.expdir, session=args.session, port=args.port, movlist=parse_movlist(args.movlist), seed=args.seed,
-          open_browser=args.open, quiet=not args.verbose)
+    try:
+        serve(args.expdir, session=args.session, port=args.port, movlist=parse_movlist(args.movlist), seed=args.seed,
+              open_browser=args.open, quiet=not args.verbose)
+    except OSError as exc:  # port taken, no permission
+        print(f"antrax-pipe: error: cannot serve on 127.0.0.1:{args.port} ({exc})", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -313,7 +313,28 @@ def test_bad_requests_are_refused_with_a_clear_json_error(client, app_exp):
     assert client.error("/api/info", {"x": 1})[0] == 405
     status, msg = client.error("/api/info", headers={"Host": "attacker.example:80"})
     assert status == 403 and "Host" in msg
+    status, msg = client.error("/api/info", headers={"Host": "127.0.0.1.attacker.example"})
+    assert status == 403
+    assert client.request("/api/info", headers={"Host": "localhost:9000"})[0] == 200  # an ssh tunnel's port
     assert not app_exp.examples.exists()  # nothing of the above wrote anything
+
+
+def test_refused_post_does_not_poison_a_kept_alive_connection(client):
+    """A POST refused before its body is read must close the connection: otherwise the body (here a smuggled
+    request) would be answered as the next request of the connection."""
+    import socket
+
+    netloc = urllib.parse.urlsplit(client.base).netloc
+    host, port = netloc.split(":")
+    smuggled = f"GET /api/nothing HTTP/1.1\r\nHost: {netloc}\r\n\r\n".encode()
+    head = (f"POST /api/export HTTP/1.1\r\nHost: {netloc}\r\nContent-Type: text/plain\r\n"
+            f"Content-Length: {len(smuggled)}\r\n\r\n").encode()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head + smuggled)
+        data = b""
+        while chunk := sock.recv(65536):  # the server closes: recv returns b"" instead of timing out
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 415") and data.count(b"HTTP/1.1 ") == 1, data
 
 
 def test_static_page_and_assets_are_served(client):
@@ -430,3 +451,8 @@ def test_cli_serves_on_localhost_and_prints_its_address(app_exp):
     bad = subprocess.run([sys.executable, "-m", "antrax_pipe.cli", "extract-trainset", str(app_exp.expdir),
                           "--session", "nosuch"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "session 'nosuch' not found" in bad.stderr
+    with running_server(TrainsetApp(app_exp.expdir)) as base:  # the port is taken
+        port = base.rsplit(":", 1)[1]
+        taken = subprocess.run([sys.executable, "-m", "antrax_pipe.cli", "extract-trainset", str(app_exp.expdir),
+                                "--port", port], capture_output=True, text=True, timeout=60)
+    assert taken.returncode == 2 and f"cannot serve on 127.0.0.1:{port}" in taken.stderr

@@ -1,7 +1,7 @@
 """HTTP front of the extract-trainset app: Python's stdlib server, bound to 127.0.0.1, JSON API + three static files.
 
-Only loopback clients are served, and only requests whose ``Host`` is the loopback address the server listens on
-(a web page elsewhere cannot reach it through DNS rebinding). Writes are POSTs with a JSON body, which a foreign page
+Only loopback clients are served, and only requests whose ``Host`` is a loopback name (127.0.0.1, localhost, [::1];
+any port, so an ssh tunnel works), so a web page elsewhere cannot reach it through DNS rebinding. Writes are POSTs with a JSON body, which a foreign page
 cannot send without a CORS preflight that this server never answers, so no other site can export or mark.
 
 API (all answers JSON, errors as ``{"error": "..."}`` with a 4xx status):
@@ -39,6 +39,7 @@ STATIC_FILES: dict[str, tuple[str, str]] = {
 }
 GET_APIS: tuple[str, ...] = ("/api/info", "/api/pool", "/api/tracklet", "/api/frames", "/api/stats", "/api/image")
 MAX_BODY = 1 << 20
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
 
 def static_file(name: str) -> bytes:
@@ -84,22 +85,25 @@ class AppHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _json(self, status: int, obj: object) -> None:
-        self._send(status, json.dumps(obj, allow_nan=False).encode("utf-8"), "application/json; charset=utf-8")
+    def _json(self, status: int, obj: object, extra: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(obj, allow_nan=False).encode("utf-8"), "application/json; charset=utf-8", extra)
 
     def _error(self, status: int, message: str) -> None:
-        self._json(status, {"error": message, "status": status})
+        # a refused POST may leave its body unread: close rather than parse it as the next request of this connection
+        extra = {"Connection": "close"} if self.command == "POST" else None
+        self._json(status, {"error": message, "status": status}, extra)
 
     def _host_ok(self) -> bool:
-        host, port = self.server.server_address[:2]
-        allowed = {f"{host}:{port}", f"localhost:{port}", f"[::1]:{port}"}
-        return self.headers.get("Host", "") in allowed and self.client_address[0] in ("127.0.0.1", "::1")
+        """Loopback client, and a loopback name in ``Host`` (any port: an ssh tunnel may forward another one)."""
+        host = self.headers.get("Host", "")
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        return name in LOOPBACK_NAMES and self.client_address[0] in ("127.0.0.1", "::1")
 
     def _dispatch(self, fn) -> None:
         try:
             if not self._host_ok():
-                raise AppError(403, f"requests must come from this machine and address the server as "
-                                    f"{self.server.url} (Host {self.headers.get('Host')!r} refused)")
+                raise AppError(403, f"requests must come from this machine and address the server by a loopback "
+                                    f"name such as {self.server.url} (Host {self.headers.get('Host')!r} refused)")
             fn()
         except AppError as exc:
             self._error(exc.status, exc.message)

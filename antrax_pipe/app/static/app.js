@@ -355,7 +355,7 @@ async function refreshStats() {
     ["wrong ID", `${pct(s.wrong_id.tracklets)} of tracklets · ${pct(s.wrong_id.frames)} of frames`],
     ["false pos.", `${pct(s.false_positive.tracklets)} · ${pct(s.false_positive.frames)} frames`],
     ["false neg.", `${pct(s.false_negative.tracklets)} · ${pct(s.false_negative.frames)} frames`],
-    ["assigned", p.tracklets ? `${(100 * p.assigned_tracklets / p.tracklets).toFixed(1)}% of ${p.tracklets} ` +
+    ["assigned (list)", p.tracklets ? `${(100 * p.assigned_tracklets / p.tracklets).toFixed(1)}% of ${p.tracklets} ` +
               `tracklets · ${(100 * p.assigned_frames / Math.max(p.frames, 1)).toFixed(1)}% of frames` : "n/a"],
   ];
   const t = el("table", {});
