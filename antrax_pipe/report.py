@@ -80,7 +80,9 @@ class SessionResult:
 
     ``autoids``: movie → rows of ``autoids_<m>.csv``; ``n_images``: movie → tracklet → number of images;
     ``failed_movies``: movie → error text; ``truth``: tracklet → true label; ``validation_marks``: rows of
-    ``classifier/validation.csv`` (DataFrame, or mappings/dataclasses with tracklet, autoID, mark, n_frames).
+    ``classifier/validation.csv`` (DataFrame, or mappings/dataclasses with tracklet, autoID, mark, n_frames);
+    ``review_plan`` / ``label_next``: ``classifier/review_plan.csv`` and ``classifier/label_next.csv``
+    (:mod:`antrax_pipe.review`), when they exist.
     """
 
     experiment: str
@@ -91,6 +93,8 @@ class SessionResult:
     failed_movies: dict[int, str] = field(default_factory=dict)
     truth: dict[str, str] | None = None
     validation_marks: pd.DataFrame | Sequence[Any] | None = None
+    review_plan: pd.DataFrame | None = None
+    label_next: pd.DataFrame | None = None
 
     @property
     def name(self) -> str:
@@ -317,10 +321,15 @@ def load_session_result(experiment: Experiment, movies: Iterable[int] | None = N
             n_images[m] = {}  # keeps the movie in the summary, as missing
     vfile = experiment.classdir / "validation.csv"
     all_counts = {t: n for counts in n_images.values() for t, n in counts.items()}
+    from .review import read_label_next, read_review_plan
+
+    plan_file, next_file = experiment.classdir / "review_plan.csv", experiment.classdir / "label_next.csv"
     return SessionResult(
         experiment=experiment.name, session=experiment.session, labels=read_labels(experiment.labels_file),
         autoids=autoids, n_images=n_images, failed_movies=failed, truth=dict(truth) if truth else None,
         validation_marks=load_validation_marks(vfile, all_counts) if vfile.is_file() else None,
+        review_plan=read_review_plan(plan_file) if plan_file.is_file() else None,
+        label_next=read_label_next(next_file) if next_file.is_file() else None,
     )
 
 
@@ -421,6 +430,106 @@ def plot_lengths(tt: pd.DataFrame, title: str, short_len: float | None = None) -
     ax.legend(fontsize=7)
     ax.set_title(title, fontsize=10)
     return _img(fig, f"tracklet length by outcome, {title}")
+
+
+def per_movie_distributions(tt: pd.DataFrame) -> pd.DataFrame:
+    """Per movie: tracklet length quartiles (all tracklets and ID tracklets) and the quartiles of score ÷ frames of ID
+    tracklets (NaN where a movie has none)."""
+    rows = []
+    for m, sub in tt.groupby("movie", sort=True):
+        ids = sub[sub.kind == KIND_ID]
+        conf = (ids.score / ids.frames.clip(lower=1)).clip(0, 1)
+        q = (lambda v, p: float(np.percentile(v, p)) if len(v) else math.nan)
+        rows.append({"movie": int(m), "tracklets": len(sub), "length_p25": q(sub.frames, 25),
+                     "length_median": q(sub.frames, 50), "length_p75": q(sub.frames, 75),
+                     "length_max": int(sub.frames.max()), "id_tracklets": len(ids),
+                     "id_length_median": q(ids.frames, 50), "id_conf_p25": q(conf, 25),
+                     "id_conf_median": q(conf, 50), "id_conf_p75": q(conf, 75)})
+    return pd.DataFrame(rows, columns=["movie", "tracklets", "length_p25", "length_median", "length_p75",
+                                       "length_max", "id_tracklets", "id_length_median", "id_conf_p25",
+                                       "id_conf_median", "id_conf_p75"])
+
+
+def plot_per_movie(tt: pd.DataFrame, title: str) -> str | None:
+    """Length (all tracklets, log scale) and score ÷ frames (ID tracklets) per movie: boxes up to 40 movies, a
+    median line with its interquartile band beyond (a movie that differs stands out either way)."""
+    movies = sorted(tt.movie.unique())
+    if len(movies) < 2:
+        return None
+    fig = _new_figure(min(16.0, max(7.0, 0.3 * len(movies) + 3)), 4.8)
+    ax1, ax2 = fig.subplots(2, 1, sharex=True)
+    lengths = [tt.frames[tt.movie == m].to_numpy(float) for m in movies]
+    ids = tt[tt.kind == KIND_ID]
+    conf = [np.clip(ids.score[ids.movie == m] / ids.frames[ids.movie == m].clip(lower=1), 0, 1).to_numpy(float)
+            for m in movies]
+    x = np.arange(len(movies))
+    for ax, data, color in ((ax1, lengths, "#8c8c8c"), (ax2, conf, KIND_COLOR[KIND_ID])):
+        if len(movies) <= 40:
+            keep = [i for i, d in enumerate(data) if len(d)]
+            if keep:
+                ax.boxplot([data[i] for i in keep], positions=x[keep], widths=0.6, showfliers=False,
+                           patch_artist=True, boxprops={"facecolor": color, "alpha": 0.5},
+                           medianprops={"color": "k"})
+        else:
+            med = np.array([np.median(d) if len(d) else np.nan for d in data])
+            lo = np.array([np.percentile(d, 25) if len(d) else np.nan for d in data])
+            hi = np.array([np.percentile(d, 75) if len(d) else np.nan for d in data])
+            ax.fill_between(x, lo, hi, color=color, alpha=0.3, label="25–75 %")
+            ax.plot(x, med, color="k", lw=1, label="median")
+            ax.legend(fontsize=7)
+        ax.grid(axis="y", alpha=0.3)
+    ax1.set_yscale("log")
+    ax1.set_ylabel("tracklet length\n(frames)")
+    ax2.set_ylabel("ID tracklets:\nscore ÷ frames")
+    ax2.set_ylim(-0.02, 1.02)
+    step = max(1, len(movies) // 30)
+    ax2.set_xticks(x[::step], [str(m) for m in movies][::step], fontsize=8)
+    ax2.set_xlabel("movie")
+    ax1.set_title(f"per movie, {title}", fontsize=10)
+    return _img(fig, f"per-movie length and score distributions, {title}")
+
+
+def plot_coverage_error(curve: pd.DataFrame, configured: float | None, marks: Sequence[float] = ()) -> str | None:
+    """The coverage–error figure (:func:`coverage_error_figure`) as an embedded image; None without true IDs."""
+    fig = coverage_error_figure(curve, configured, marks)
+    return _img(fig, "coverage-error curve over min_conf") if fig is not None else None
+
+
+def coverage_error_figure(curve: pd.DataFrame, configured: float | None, marks: Sequence[float] = ()) -> Figure | None:
+    """Left: error vs coverage as ``min_conf`` moves (thresholds marked); right: both against ``min_conf`` with the
+    configured value as a vertical line. None when the curve has no defined coverage (no true-ID tracklet)."""
+    c = curve[np.isfinite(curve.coverage.to_numpy(float))]
+    if c.empty:
+        return None
+    fig = _new_figure(10, 3.8)
+    ax1, ax2 = fig.subplots(1, 2)
+    ax1.plot(c.coverage, c.error * 100, "-o", color="#4c72b0", ms=3, lw=1.2)
+    for t in marks:
+        row = c.iloc[int(np.argmin(np.abs(c.min_conf.to_numpy() - t)))]
+        if np.isfinite(row.error):
+            ax1.annotate(f"{t:g}", (row.coverage, row.error * 100), fontsize=7, xytext=(3, 3),
+                         textcoords="offset points")
+    if configured is not None:
+        row = c.iloc[int(np.argmin(np.abs(c.min_conf.to_numpy() - configured)))]
+        if np.isfinite(row.error):
+            ax1.plot([row.coverage], [row.error * 100], "*", color="#c44e52", ms=14,
+                     label=f"configured min_conf {configured:g}")
+            ax1.legend(fontsize=7)
+    ax1.set_xlabel("coverage (ID tracklets given an ID)")
+    ax1.set_ylabel("error (% of IDs given that are wrong)")
+    ax1.set_xlim(-0.02, 1.02)
+    ax1.grid(alpha=0.3)
+    ax2.plot(c.min_conf, c.coverage * 100, label="coverage", color="#4c72b0")
+    ax2.plot(c.min_conf, c.error * 100, label="error", color="#c44e52")
+    if configured is not None:
+        ax2.axvline(configured, color="k", ls="--", lw=1, label=f"configured {configured:g}")
+    ax2.set_xlabel("min_conf")
+    ax2.set_ylabel("%")
+    ax2.set_ylim(-2, 102)
+    ax2.grid(alpha=0.3)
+    ax2.legend(fontsize=7)
+    fig.suptitle("held-out tracklets: coverage and error of the tracklet rule over min_conf", fontsize=10)
+    return fig
 
 
 def plot_trainset_counts(counts: Mapping[str, int], labels: LabelSet | None) -> str:
@@ -616,6 +725,18 @@ def _summary_section(session: SessionResult, summary: pd.DataFrame, tt: pd.DataF
     lengths = plot_lengths(tt, session.name, _short_len(params))
     if lengths:
         parts.append(lengths)
+    dist = per_movie_distributions(tt)
+    if len(dist):
+        parts.append("<p>Per movie: tracklet length (frames) and, for ID tracklets, score ÷ frames (quartiles):</p>")
+        parts.append(_table(
+            ["movie", "tracklets", "length 25 %", "length median", "length 75 %", "longest", "ID tracklets",
+             "ID length median", "ID score÷frames 25 %", "median", "75 %"],
+            [[r.movie, r.tracklets, r.length_p25, r.length_median, r.length_p75, r.length_max, r.id_tracklets,
+              r.id_length_median, r.id_conf_p25, r.id_conf_median, r.id_conf_p75] for r in dist.itertuples()],
+            cls="num"))
+        per_movie = plot_per_movie(tt, session.name)
+        if per_movie:
+            parts.append(per_movie)
     return "".join(parts)
 
 
@@ -661,6 +782,8 @@ def _validation_section(session: SessionResult, marks: pd.DataFrame, tt: pd.Data
         r = rate_pair(assigned, np.ones(len(tt), bool), tt.frames.to_numpy())
         parts.append(_table(_RATE_HEADER, _rate_rows([
             ("classified (validate-app 'assigned')", "ID or non-ant label, among all classified tracklets", r)])))
+    if session.review_plan is not None:
+        parts.append(_review_plan_part(session.review_plan, marks))
     kind_of = dict(zip(tt.tracklet, tt.kind))
     unknown = [t for t in marks.tracklet if t not in kind_of]
     inconsistent = [t for t, m in zip(marks.tracklet, marks.mark) if t in kind_of and (
@@ -676,12 +799,93 @@ def _validation_section(session: SessionResult, marks: pd.DataFrame, tt: pd.Data
     return "".join(parts)
 
 
+def _review_plan_part(plan: pd.DataFrame, marks: pd.DataFrame | None) -> str:
+    """How far the random review plan is judged, and the rates over the planned tracklets only (a random sample:
+    unlike marks given while browsing, these estimate the session's rates)."""
+    n = len(plan)
+    judged = marks[marks.tracklet.isin(set(plan.tracklet))] if marks is not None else pd.DataFrame()
+    k = len(judged)
+    parts = [f"<p><b>Review plan</b> (<code>classifier/review_plan.csv</code>, random, stratified by label and "
+             f"length): {k} of {n} planned tracklets judged ({fmt_pct(k / n if n else None)}); "
+             f"{plan['stratum'].nunique()} strata.</p>"]
+    if k:
+        vs = validation_stats(zip(judged["mark"], judged["n_frames"]))
+        parts.append("<p>Rates over the planned tracklets only:</p>")
+        parts.append(_table(_RATE_HEADER, _rate_rows([
+            ("wrong ID", "wrong / (correct + wrong)", vs.wrong_id),
+            ("false positive", "ambig / (ambig + correct + wrong)", vs.false_positive),
+            ("false negative", "falseneg / (falseneg + trueneg)", vs.false_negative),
+        ])))
+        w = pd.to_numeric(plan.get("weight"), errors="coerce") if "weight" in plan.columns else None
+        if w is not None and w.notna().all() and w.nunique() > 1:
+            parts.append(_note("the plan is not self-weighting (strata drawn at different rates): the unweighted "
+                               "rates above over-represent small strata.", "warn"))
+    return "".join(parts)
+
+
+def _label_next_section(session: SessionResult, top: int = 25) -> str:
+    nxt = session.label_next
+    if nxt is None:
+        return ("<p>What to label next (<code>classifier/label_next.csv</code>, written by the <code>review</code> "
+                "rule): not available.</p>")
+    if nxt.empty:
+        return "<p>What to label next: no candidate (no long Unknown, near-threshold or confused-pair tracklet).</p>"
+    reasons = nxt["reason"].astype(str).str.split("; ").explode().value_counts()
+    parts = [f"<p>{len(nxt)} tracklets whose labelled examples would help the classifier most (reasons: "
+             + ", ".join(f"{html.escape(str(r))}: {int(c)}" for r, c in reasons.items())
+             + "). Label them in the app (its export adds them to <code>classifier/examples/</code>); nothing is "
+               "labelled automatically.</p>"]
+    cols = [c for c in ("rank", "movie", "tracklet", "autoID", "n_frames", "reason", "detail") if c in nxt.columns]
+    parts.append(_table(cols, nxt[cols].head(top).itertuples(index=False), cls="num"))
+    if len(nxt) > top:
+        parts.append(f'<p class="small">… and {len(nxt) - top} more in the file.</p>')
+    return "".join(parts)
+
+
 def _trainset_counts(card: ClassifierCard) -> Mapping[str, int] | None:
+    """Images per label: ``training.counts`` ({label: {images, tracklets}}, what training writes) or a flat
+    {label: n} under ``trainset_counts``."""
     for src in (getattr(card, "trainset_counts", None), card.training.get("trainset_counts"),
-                card.metrics.get("trainset_counts")):
+                card.metrics.get("trainset_counts"), card.training.get("counts")):
         if isinstance(src, Mapping) and src:
-            return {str(k): int(v) for k, v in src.items()}
+            out = {}
+            for k, v in src.items():
+                if isinstance(v, Mapping):
+                    v = v.get("images", 0)
+                out[str(k)] = int(v)
+            return out
     return None
+
+
+def _trainset_tracklets(card: ClassifierCard) -> dict[str, int]:
+    src = card.training.get("counts") if isinstance(card.training, Mapping) else None
+    if not isinstance(src, Mapping):
+        return {}
+    return {str(k): int(v["tracklets"]) for k, v in src.items() if isinstance(v, Mapping) and "tracklets" in v}
+
+
+def _history(card: ClassifierCard) -> dict[str, list[float]]:
+    """Training curves: ``training.history`` ({metric: [per epoch]}) or the card's ``history`` list of per-epoch
+    dicts (what training writes)."""
+    h = card.training.get("history") if isinstance(card.training, Mapping) else None
+    if isinstance(h, Mapping) and h:
+        return {str(k): list(v) for k, v in h.items()}
+    rows = card.history if isinstance(card.history, list) else []
+    keys = [k for r in rows if isinstance(r, Mapping) for k in r if k not in ("epoch", "seconds")]
+    keys = list(dict.fromkeys(keys))
+    return {k: [r.get(k) for r in rows if isinstance(r, Mapping)] for k in keys} if rows else {}
+
+
+def _card_validation(card: ClassifierCard) -> tuple[Any, str, Mapping[str, Any]]:
+    """(confusion matrix, what it counts, the validation metrics) in either card layout: ``metrics.confusion`` or
+    ``metrics.validation.confusion_images`` / ``confusion_tracklets`` (what training writes)."""
+    metrics = card.metrics if isinstance(card.metrics, Mapping) else {}
+    val = metrics.get("validation") if isinstance(metrics.get("validation"), Mapping) else {}
+    if val.get("confusion_images") is not None:
+        return val["confusion_images"], "images", val
+    if val.get("confusion_tracklets") is not None:
+        return val["confusion_tracklets"], "tracklets", val
+    return metrics.get("confusion"), "images", val
 
 
 def _per_class_columns(metrics: Mapping[str, Any], classes: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -701,7 +905,8 @@ def _per_class_columns(metrics: Mapping[str, Any], classes: Sequence[str]) -> di
     return cols
 
 
-def _card_section(card: ClassifierCard | None, labels: LabelSet | None) -> str:
+def _card_section(card: ClassifierCard | None, labels: LabelSet | None, validation: Any = None,
+                  params: Mapping[str, Any] | None = None) -> str:
     na = "not available"
     if card is None:
         return _note("No classifier card was given: model details, trainset counts, training curves and the "
@@ -717,9 +922,15 @@ def _card_section(card: ClassifierCard | None, labels: LabelSet | None) -> str:
         ("preprocessing", json.dumps(card.preprocessing, sort_keys=True, default=str) if card.preprocessing else na),
     ]
     items += [(f"training: {k}", _fmt_param(v)) for k, v in training.items()
-              if k not in ("history", "trainset_counts") and not isinstance(v, Mapping)]
+              if k not in ("history", "trainset_counts", "previous_runs") and not isinstance(v, Mapping)]
+    if training.get("previous_runs"):
+        items.append(("training: earlier runs continued", len(training["previous_runs"])))
     items += [(f"metric: {k}", _fmt_param(v)) for k, v in metrics.items()
               if k not in ("confusion", "trainset_counts") and not isinstance(v, (Mapping, list, tuple))]
+    conf, conf_unit, val = _card_validation(card)
+    items += [(f"validation: {k}", fmt_pct(v) if "accuracy" in k and isinstance(v, (int, float)) else _fmt_param(v))
+              for k, v in val.items()
+              if not k.startswith("confusion") and not isinstance(v, (Mapping, list, tuple))]
     parts = [_kv_table(items)]
 
     parts.append("<h3>Trainset</h3>")
@@ -732,6 +943,10 @@ def _card_section(card: ClassifierCard | None, labels: LabelSet | None) -> str:
         ratio = f"{vals.max() / pos.min():.1f}" if len(pos) else na
         parts.append(f"<p>{int(vals.sum())} images in {len(counts)} labels; largest/smallest = {ratio} "
                      f"({html.escape(hi_lab)}: {counts[hi_lab]}, {html.escape(lo_lab)}: {counts[lo_lab]}).</p>")
+        trk = _trainset_tracklets(card)
+        if trk:
+            parts.append(_table(["label", "images", "tracklets"], [[k, counts.get(k, 0), trk.get(k)] for k in counts],
+                                cls="num"))
         missing = [c for c in classes if c not in counts or counts[c] == 0]
         if missing:
             parts.append(_note("classes without training images: " + html.escape(", ".join(missing)), "warn"))
@@ -740,12 +955,15 @@ def _card_section(card: ClassifierCard | None, labels: LabelSet | None) -> str:
         parts.append(f"<p>Trainset counts per label: {na}.</p>")
 
     parts.append("<h3>Training curves</h3>")
-    history = training.get("history")
-    plot = plot_history(history) if isinstance(history, Mapping) and history else None
+    history = _history(card)
+    plot = plot_history(history) if history else None
     parts.append(plot or f"<p>Training history: {na}.</p>")
 
     parts.append("<h3>Validation confusion matrix</h3>")
-    conf = metrics.get("confusion")
+    if val.get("split") == "tracklet" or val.get("val_tracklets") is not None:
+        parts.append(f"<p>Held-out split grouped by tracklet (seed {html.escape(str(val.get('seed', na)))}, "
+                     f"val_fraction {html.escape(str(val.get('val_fraction', na)))}): frames of one tracklet never "
+                     f"appear in both training and validation.</p>")
     cm = None
     if conf is not None:
         try:
@@ -767,7 +985,7 @@ def _card_section(card: ClassifierCard | None, labels: LabelSet | None) -> str:
         cm_o = cm[np.ix_(order, order)]
         total = cm.sum()
         acc = float(np.trace(cm) / total) if total else None
-        parts.append(f"<p>{int(total)} validation images; accuracy from the matrix: {fmt_pct(acc)}.</p>")
+        parts.append(f"<p>{int(total)} validation {conf_unit}; accuracy from the matrix: {fmt_pct(acc)}.</p>")
         parts.append(plot_confusion(cm_o, cls_o, [kinds[i] for i in order]))
         # grouped by kind
         ks = [k for k in KINDS if k in kinds]
@@ -775,11 +993,15 @@ def _card_section(card: ClassifierCard | None, labels: LabelSet | None) -> str:
         for i, a in enumerate(kinds):
             for j, b in enumerate(kinds):
                 g[a][b] += cm[i, j]
-        parts.append("<p>Grouped by label kind (rows = true, columns = predicted, images):</p>")
+        parts.append(f"<p>Grouped by label kind (rows = true, columns = predicted, {conf_unit}):</p>")
         parts.append(_table(["true \\ predicted", *ks], [[a, *(int(g[a][b]) for b in ks)] for a in ks], cls="num"))
         # per class
         rows_sum, cols_sum = cm.sum(axis=1), cm.sum(axis=0)
-        extra = _per_class_columns(metrics, classes)
+        extra = {**_per_class_columns(metrics, classes), **_per_class_columns(val, classes)}
+        if conf_unit == "images":  # the matrix already gives these
+            extra = {k: v for k, v in extra.items() if k not in ("images", "image_recall")}
+        extra = {k: ({c: fmt_pct(x) for c, x in v.items()} if "recall" in k or "accuracy" in k else v)
+                 for k, v in extra.items()}
         header = ["class", "kind", "support", "recall", "precision", *extra]
         prow = []
         for i, c in enumerate(classes):
@@ -792,12 +1014,68 @@ def _card_section(card: ClassifierCard | None, labels: LabelSet | None) -> str:
         pairs = most_confused(cm, classes, among=ids)
         parts.append("<p>Most-confused ID pairs (true → predicted):</p>")
         if pairs:
-            parts.append(_table(["true", "predicted", "images", "of the true class"],
+            parts.append(_table(["true", "predicted", conf_unit, "of the true class"],
                                 [[a, b, n, fmt_pct(f)] for a, b, n, f in pairs], cls="num"))
         else:
             parts.append("<p>none — no ID was confused with another ID.</p>")
-    if cm is None and (extra := _per_class_columns(metrics, classes)):
+    if cm is None and (extra := {**_per_class_columns(metrics, classes), **_per_class_columns(val, classes)}):
         parts.append(_table(["class", *extra], [[c, *(extra[m].get(c) for m in extra)] for c in classes], cls="num"))
+    parts.append(_coverage_section(validation, params))
+    return "".join(parts)
+
+
+#: min_conf values listed in the coverage–error table (besides the configured one).
+CURVE_TABLE_THRESHOLDS: tuple[float, ...] = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
+
+
+def _coverage_section(validation: Any, params: Mapping[str, Any] | None) -> str:
+    """Coverage–error curve of the tracklet rule over min_conf on held-out tracklets (``validate`` rule output)."""
+    from .validation import STATUS_OK, operating_point
+
+    parts = ['<h3 id="coverage">Coverage–error curve of the tracklet rule</h3>']
+    if validation is None:
+        parts.append("<p>Classifier validation (<code>validation.h5</code> of the <code>validate</code> rule): not "
+                     "available.</p>")
+        return "".join(parts)
+    if validation.status != STATUS_OK:
+        parts.append(_note("No coverage–error curve: " + html.escape(validation.reason or validation.status)
+                           + ". Judge a review plan instead (below each session) to measure the error.", "warn"))
+        return "".join(parts)
+    vp = validation.params
+    cfg = dict(params or {})
+    keys = ("use_min_conf", "min_conf", "min_conf_short", "short_length")
+    conf_params = vp.with_(**{k: cfg[k] for k in keys if k in cfg and not _is_missing(cfg[k])})
+    table = validation.table
+    n_id = int(table.true_label.isin(validation.ids).sum())
+    parts.append(f"<p>{len(table)} held-out tracklets ({n_id} with an ID as true label, "
+                 f"{int(table.n_frames.sum())} example images) of the classifier's grouped validation split, "
+                 f"aggregated with the <code>{html.escape(vp.method)}</code> rule; the gate is varied over "
+                 f"<code>min_conf</code> with <code>min_conf_short</code> = {conf_params.min_conf_short:g} for "
+                 f"tracklets with fewer than {conf_params.short_length} gate frames. Coverage = true-ID tracklets "
+                 f"given an ID; error = tracklets given an ID that is not their true label. A tracklet's examples are "
+                 f"the frames someone exported, often fewer than the tracklet has.</p>")
+    for w in validation.meta.get("warnings", []):
+        parts.append(_note(html.escape(str(w)), "warn"))
+    if cfg.get("method") and cfg["method"] != vp.method:
+        parts.append(_note(f"the validation was computed with method {html.escape(vp.method)} but the run uses "
+                           f"{html.escape(str(cfg['method']))}: rerun the validate rule.", "warn"))
+    curve = validation.curve()
+    configured = conf_params.min_conf if conf_params.use_min_conf else None
+    plot = plot_coverage_error(curve, configured, marks=(0.5, 0.8, 0.9, 0.99))
+    if plot:
+        parts.append(plot)
+    rows, classes = [], []
+    for t in sorted(set(CURVE_TABLE_THRESHOLDS) | ({configured} if configured is not None else set())):
+        op = operating_point(table, validation.ids, conf_params.with_(min_conf=float(t), use_min_conf=True))
+        rows.append([f"{t:g}" + (" (configured)" if t == configured else ""), op.coverage.format(),
+                     op.error.format()])
+        classes.append("total" if t == configured else "")
+    if not conf_params.use_min_conf:
+        op = operating_point(table, validation.ids, conf_params)
+        rows.append(["no gate (use_min_conf off, configured)", op.coverage.format(), op.error.format()])
+        classes.append("total")
+    parts.append(_table(["min_conf", "coverage (n, exact 95 % CI)", "error (n, exact 95 % CI)"], rows,
+                        row_classes=classes))
     return "".join(parts)
 
 
@@ -833,6 +1111,12 @@ twice counts once (last mark).</li>
 its label, so they are not independent trials; frame-weighted rates carry a Clopper–Pearson interval computed with the
 Korn–Graubard effective sample size (tracklets as clusters, capped at the number of tracklets) — approximate, but not
 falsely narrow. 0/0 is shown as "n/a (n = 0)".</li>
+<li><b>Coverage–error curve</b> (model card): on the classifier's held-out tracklets, the tracklet rule without its
+gate, then the gate at each <code>min_conf</code>: coverage = tracklets whose true label is an ID and that are given an
+ID ÷ tracklets whose true label is an ID; error = tracklets given an ID other than their true label ÷ tracklets given an
+ID. Intervals: exact Clopper–Pearson (tracklets).</li>
+<li><b>Review plan</b>: tracklets drawn at random for judging, stratified by label × length bin with proportional
+allocation, so rates over the planned tracklets estimate the session's rates; marks given while browsing need not.</li>
 <li><b>Score</b> = Σ P(label) over the frames whose top class is an ID (anTraX); it grows with tracklet length and is
 solve's propagation priority, so "score ÷ frames" is shown as a length-free confidence.</li>
 </ul>
@@ -841,8 +1125,16 @@ solve's propagation priority, so "score ÷ frames" is shown as a length-free con
 
 def build_report(sessions: Sequence[SessionResult], card: ClassifierCard | None, out_html: str | Path,
                  params: Mapping[str, Any] | None = None,
-                 title: str = "antrax-pipe classification report") -> Path:
-    """Write the self-contained HTML validation report atomically and return its path."""
+                 title: str = "antrax-pipe classification report", validation: Any = None) -> Path:
+    """Write the self-contained HTML validation report atomically and return its path.
+
+    ``validation``: the classifier's held-out evaluation (:class:`antrax_pipe.validation.ClassifierValidation` or
+    the path of its ``validation.h5``) for the coverage–error curve; None → "not available".
+    """
+    if isinstance(validation, (str, Path)):
+        from .validation import read_validation
+
+        validation = read_validation(validation)
     sessions = list(sessions)
     prepared = []
     for s in sessions:
@@ -888,9 +1180,13 @@ def build_report(sessions: Sequence[SessionResult], card: ClassifierCard | None,
         body.append("<h3>Validation marks</h3>")
         body.append(_validation_section(s, marks, tt) if marks is not None
                     else "<p>Validation marks (<code>classifier/validation.csv</code>): not available.</p>")
+        if marks is None and s.review_plan is not None:
+            body.append(_review_plan_part(s.review_plan, None))
+        body.append("<h3>What to label next</h3>")
+        body.append(_label_next_section(s))
 
     body.append('<h2 id="card">Classifier model card</h2>')
-    body.append(_card_section(card, prepared[0][0].labels if prepared else None))
+    body.append(_card_section(card, prepared[0][0].labels if prepared else None, validation, params))
     body.append(f'<h2 id="defs">Definitions</h2>{_DEFINITIONS}')
 
     page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

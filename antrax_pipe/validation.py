@@ -381,8 +381,34 @@ def validate_stage(classifier: str | Path, labels_file: str | Path, out: str | P
     v = validate_classifier(classifier, read_labels(labels_file), p, threads=threads)
     if v.status == STATUS_OK:
         op = v.operating_point()
-        log.info("%s: %d held-out tracklets; at min_conf %.3g: coverage %s, error %s", classifier, len(v.table),
-                 p.min_conf, op.coverage.format(), op.error.format())
+        log.info("%s: %d held-out tracklets; at min_conf %.3g (min_conf_short %.3g): coverage %s, error %s "
+                 "(the report and the coverage_error rule use the configured thresholds)", classifier, len(v.table),
+                 p.min_conf, p.min_conf_short, op.coverage.format(), op.error.format())
     for w in v.meta.get("warnings", []):
         log.warning("%s: %s", classifier, w)
     return write_validation(out, v)
+
+
+def coverage_plot_stage(validation_file: str | Path, out_png: str | Path, params: Mapping[str, Any]) -> Path:
+    """Workflow entry point: the coverage–error figure of a ``validation.h5`` as a PNG (for ``snakemake --report``),
+    marking the configured ``min_conf``. A classifier without a split gets a figure that says why."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from .report import coverage_error_figure
+
+    v = read_validation(validation_file)
+    keys = ("use_min_conf", "min_conf", "min_conf_short", "short_length")
+    p = v.params.with_(**{k: params[k] for k in keys if k in params})
+    fig = None
+    if v.status == STATUS_OK:
+        curve = coverage_error_curve(v.table, v.ids, p.min_conf_short, p.short_length)
+        fig = coverage_error_figure(curve, p.min_conf if p.use_min_conf else None, marks=(0.5, 0.8, 0.9, 0.99))
+    if fig is None:
+        fig = Figure(figsize=(8, 2), dpi=80)
+        FigureCanvasAgg(fig)
+        why = v.reason if v.status != STATUS_OK else "no held-out tracklet has an ID as its true label"
+        fig.text(0.5, 0.5, "No coverage–error curve:\n" + why, ha="center", va="center", wrap=True, fontsize=10)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    return Path(out_png)

@@ -286,7 +286,7 @@ def test_report_renders_everything(full_report):
     raw = full_report.read_text()
     text = page_text(full_report)
     imgs = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', raw)
-    assert len(imgs) == 6  # labels, scores, lengths; trainset, training curves, confusion
+    assert len(imgs) == 7  # labels, scores, lengths, per movie; trainset, training curves, confusion
     assert all(base64.b64decode(d)[:8] == b"\x89PNG\r\n\x1a\n" for d in imgs)
     assert not re.search(r"\bnan\b", text, re.IGNORECASE)
     assert "<table" in text and "Classification per movie" in text
@@ -356,3 +356,140 @@ def test_load_session_result_from_files(tmp_path):
     (exp.classdir / "bad.csv").write_text("tracklet,autoID\nx,A\n")
     with pytest.raises(AntraxFormatError, match=r"bad\.csv: validation marks have no 'mark' column"):
         load_validation_marks(exp.classdir / "bad.csv")
+
+
+# ---------------------------------------------------------------------------------------------------- issue 6 parts
+
+
+def test_per_movie_distributions_hand_computed():
+    from antrax_pipe.report import per_movie_distributions, tracklet_table
+
+    d = per_movie_distributions(tracklet_table(make_session())).set_index("movie")
+    # movie 1 lengths 10, 5, 20, 30, 15, 20 → quartiles (numpy linear) 11.25, 17.5, 20; ID: 10, 5, 20
+    assert (d.at[1, "length_p25"], d.at[1, "length_median"], d.at[1, "length_p75"]) == (11.25, 17.5, 20.0)
+    assert d.at[1, "id_tracklets"] == 3 and d.at[1, "id_length_median"] == 10
+    # score ÷ frames: A 9.5/10, A 4/5, B 19/20 → median 0.95
+    assert d.at[1, "id_conf_median"] == pytest.approx(0.95)
+    assert d.at[2, "length_max"] == 60 and d.at[2, "id_conf_median"] == pytest.approx(39 / 40)
+
+
+def test_app_written_validation_csv_is_read(tmp_path):
+    from antrax_pipe.app.validation import ValidationFile
+
+    vf = ValidationFile(tmp_path / "validation.csv")
+    vf.set(T1, "correct", {"movie": 1, "autoID": "A", "n_frames": 10})
+    vf.set(T2, "wrong", {"movie": 1, "autoID": "A", "n_frames": 5})
+    vf.set(T4, "falseneg", {"movie": 1, "autoID": "NoAnt", "n_frames": ""})  # empty n_frames → from the name
+    vf.set(T1, "ambig", {"movie": 1, "autoID": "A", "n_frames": 10})  # re-marked: replaces the row
+    header = (tmp_path / "validation.csv").read_text().splitlines()[0]
+    assert header == "tracklet,movie,autoID,mark,n_frames,timestamp"
+    df = load_validation_marks(tmp_path / "validation.csv")
+    assert df.values.tolist() == [[T1, "A", "ambig", 10], [T2, "A", "wrong", 5], [T4, "NoAnt", "falseneg", 30]]
+
+
+def new_layout_card() -> ClassifierCard:
+    """A card as antrax_pipe.training writes it: counts per label, history as a list, metrics.validation."""
+    classes = ["A", "B", "C", "Multi", "NoAnt", "Unknown"]
+    cm = [[8, 2, 0, 0, 0, 0], [1, 9, 0, 0, 0, 0], [0, 3, 7, 0, 0, 0],
+          [0, 0, 0, 2, 0, 0], [0, 0, 0, 0, 5, 0], [0, 0, 0, 1, 0, 1]]
+    return ClassifierCard(
+        classes=classes, target_size=32,
+        training={"recipe": "default", "seed": 0, "val_fraction": 0.2,
+                  "counts": {c: {"images": 10 * (i + 1), "tracklets": i + 1} for i, c in enumerate(classes)}},
+        history=[{"epoch": 1, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.2, "val_accuracy": 0.4, "seconds": 1},
+                 {"epoch": 2, "loss": 0.6, "accuracy": 0.7, "val_loss": 0.9, "val_accuracy": 0.6, "seconds": 1}],
+        metrics={"validation": {"split": "tracklet", "seed": 0, "val_fraction": 0.2, "image_accuracy": 0.7,
+                                "confusion_images": cm, "confusion_tracklets": cm,
+                                "per_class": {"A": {"tracklet_recall": 0.5}}, "val_tracklets": ["x"]}})
+
+
+def hand_validation(**kw):
+    from antrax_pipe.validation import STATUS_OK, ClassifierValidation
+
+    # the hand-made table of tests/test_validation.py: at min_conf 0.9 coverage 2/5, error 1/3
+    table = pd.DataFrame({"key": ["t1", "t2", "t3", "t4", "t5", "t6"],
+                          "true_label": ["A", "A", "B", "B", "NoAnt", "B"],
+                          "pred_label": ["A", "B", "B", "Unknown", "A", "B"],
+                          "gate": [0.95, 0.70, 0.85, math.nan, 0.92, 0.995], "n_gate": [10, 10, 3, 0, 8, 2],
+                          "n_frames": [10, 12, 3, 7, 8, 2]})
+    base = dict(status=STATUS_OK, classes=["A", "B", "NoAnt", "Unknown"], ids=["A", "B"], table=table,
+                meta={"aggregate": {"method": "antrax", "min_conf": 0.9, "min_conf_short": 0.99, "short_length": 5},
+                      "warnings": ["the trainset changed since the classifier was trained"]})
+    base.update(kw)
+    return ClassifierValidation(**base)
+
+
+def test_report_with_training_card_layout_coverage_curve_review_plan_and_label_next(tmp_path):
+    plan = pd.DataFrame({"order": [1, 2, 3], "tracklet": [T1, T3, U1], "movie": [1, 1, 2], "autoID": ["A", "B", "C"],
+                         "score": [9.5, 19.0, 39.0], "n_frames": [10, 20, 40],
+                         "stratum": ["A|5-19", "B|20-99", "C|20-99"], "stratum_size": [1, 1, 1],
+                         "stratum_drawn": [1, 1, 1], "weight": [1.0, 1.0, 1.0]})
+    nxt = pd.DataFrame({"rank": [1], "tracklet": [U2], "movie": [2], "autoID": ["Unknown"], "n_frames": [60],
+                        "score": [0.0], "reason": ["long Unknown"], "priority": [60.0], "gate": [0.5],
+                        "candidate": ["A"], "runner_up": ["B"], "detail": ["60 frames left Unknown"]})
+    s = make_session(review_plan=plan, label_next=nxt)
+    out = build_report([s], new_layout_card(), tmp_path / "r.html", validation=hand_validation(),
+                       params={"method": "antrax", "min_conf": 0.9, "min_conf_short": 0.99, "short_length": 5})
+    text = page_text(out)
+    assert not re.search(r"\bnan\b", text, re.IGNORECASE)
+    assert len(re.findall("data:image/png", text)) == 8  # + trainset, curves, confusion, coverage–error
+    # model card read from the training layout
+    assert "largest/smallest = 6.0" in text and "Training history: not available" not in text
+    assert "validation: image_accuracy</b></td><td>70.0 %" in text
+    pairs = text[text.index("Most-confused ID pairs"):]
+    assert pairs.index("<td>C</td><td>B</td><td>3</td>") < pairs.index("<td>A</td><td>B</td><td>2</td>")
+    # coverage–error at the configured threshold, with n and exact interval
+    cov = text[text.index("Coverage–error curve of the tracklet rule"):]
+    assert "0.9 (configured)</td><td>40.0 % (2/5 tracklets; 95 % CI 5.3–85.3 %)</td><td>33.3 % (1/3 tracklets;" in cov
+    assert "<td>1 % " not in cov and "the trainset changed since" in cov
+    # review plan: T1 (correct), T3 (correct) and U1 (ambig) of the 3 planned are judged; T2's 'wrong' is not planned
+    assert "3 of 3 planned tracklets judged (100.0 %)" in text
+    planned = text[text.index("Rates over the planned tracklets only"):]
+    assert "0.0 % (0/2 tracklets; 95 % CI 0.0–84.2 %)" in planned  # wrong ID among planned: 0/2
+    assert "33.3 % (1/3 tracklets;" in planned  # false positive: U1 ambig of 3
+    assert "n/a (n = 0)" in planned  # no non-ant tracklet planned: FN 0/0
+    assert "60 frames left Unknown" in text and "reasons: long Unknown: 1" in text
+
+
+def test_report_coverage_section_without_split_or_file(tmp_path):
+    from antrax_pipe.validation import STATUS_NO_SPLIT, empty_table
+
+    nos = hand_validation(status=STATUS_NO_SPLIT, table=empty_table(),
+                          reason="the classifier was trained without a validation split (recipe antrax)")
+    text = page_text(build_report([make_session()], new_layout_card(), tmp_path / "a.html", validation=nos))
+    assert "No coverage–error curve: the classifier was trained without a validation split (recipe antrax)" in text
+    text = page_text(build_report([make_session()], new_layout_card(), tmp_path / "b.html"))
+    assert "Classifier validation (<code>validation.h5</code> of the <code>validate</code> rule): not available" in text
+    assert "What to label next (<code>classifier/label_next.csv</code>" in text
+    # use_min_conf off: the ungated operating point is listed too
+    text = page_text(build_report([make_session()], new_layout_card(), tmp_path / "c.html",
+                                  validation=hand_validation(), params={"use_min_conf": False}))
+    assert "no gate (use_min_conf off, configured)</td><td>80.0 % (4/5 tracklets" in text
+    assert not re.search(r"\bnan\b", text, re.IGNORECASE)
+
+
+def test_coverage_plot_stage_writes_png(tmp_path):
+    from antrax_pipe.validation import STATUS_NO_SPLIT, coverage_plot_stage, empty_table, write_validation
+
+    for name, v in (("ok", hand_validation()), ("none", hand_validation(status=STATUS_NO_SPLIT, table=empty_table(),
+                                                                         reason="no split"))):
+        h5 = write_validation(tmp_path / f"{name}.h5", v)
+        png = coverage_plot_stage(h5, tmp_path / f"{name}.png", {"min_conf": 0.8})
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_load_session_result_picks_up_plan_and_label_next(tmp_path):
+    from antrax_pipe.review import label_next, sampling_plan, write_label_next, write_review_plan
+    from antrax_pipe.aggregation import AggregationParams
+    from antrax_pipe.report import tracklet_table
+
+    exp = Experiment(expdir=tmp_path / "exp1", session="sess")
+    write_labels(exp.labels_file, LABELS)
+    write_autoids(exp.autoids_file(1), [AutoID(T1, "A", 6.5, 2), AutoID(T5, "Unknown")])
+    s = load_session_result(exp, count_images=False)
+    assert s.review_plan is None and s.label_next is None
+    tt = tracklet_table(s)
+    write_review_plan(exp.classdir / "review_plan.csv", sampling_plan(tt, 5))
+    write_label_next(exp.classdir / "label_next.csv", label_next(tt, None, AggregationParams()))
+    s = load_session_result(exp, count_images=False)
+    assert list(s.review_plan.tracklet) == [T1] and list(s.label_next.tracklet) == [T5]

@@ -1,0 +1,430 @@
+"""Review loop: which tracklets a person should judge (sampling plan) and which to label next (trainset growth).
+
+**Sampling plan** (``classifier/review_plan.csv``). Error rates from validation marks are only as good as the way the
+marked tracklets were chosen: browsing picks the easy, long ones. The plan draws N tracklets *at random*, stratified
+by label and length bin, with **proportional allocation** (each stratum gets its share of N by largest remainders),
+so the sample is self-weighting: the rates the report computes from the marks estimate the session's rates without
+re-weighting (``weight`` = stratum size ÷ tracklets drawn from it is written anyway). Only tracklets a person can
+judge are drawn: ID labels (Correct / Wrong / Should not have an ID) and non-ant labels (Is an ant / Not an ant),
+as in anTraX's app. Reproducible and stable: within a stratum tracklets are ranked by a seeded hash of
+``<experiment>:<tracklet>``, so the same seed gives the same plan, and re-classifying keeps the picks of strata
+that did not change. The plan holds no judgement (those live in ``classifier/validation.csv``, written only by the
+app); rebuilding it never touches the marks.
+
+**What to label next** (``classifier/label_next.csv``): tracklets whose examples would help the classifier most,
+each with its reason — ``long Unknown`` (long tracklets the rule left Unknown: many frames the solve cannot seed),
+``near threshold`` (the gate value is close to ``min_conf``: a better model moves them across it), ``confused
+pair`` (the two largest ID sums are a pair the validation confusion matrix confuses most). Reasons are interleaved
+(round robin) so every kind of need is represented; tracklets already in the trainset are skipped. Nothing is
+labelled automatically: :func:`export_labelled` exports only tracklets a person gave a label, through the app's
+checked export (never overwrites a different file, refuses a tracklet already exported under another label).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .aggregation import AggregationParams
+from .io.atomic import atomic_write_text
+from .model import AntraxFormatError, LabelSet
+from .stats import KIND_ID, KIND_NONANT, KIND_UNKNOWN
+
+log = logging.getLogger(__name__)
+
+#: Lower edges of the length bins (frames): 1–4 (below anTraX's short length 5), 5–19, 20–99, 100–499, ≥ 500.
+LENGTH_EDGES: tuple[int, ...] = (1, 5, 20, 100, 500)
+PLAN_COLUMNS: tuple[str, ...] = ("order", "tracklet", "movie", "autoID", "score", "n_frames", "stratum",
+                                 "stratum_size", "stratum_drawn", "weight")
+NEXT_COLUMNS: tuple[str, ...] = ("rank", "tracklet", "movie", "autoID", "n_frames", "score", "reason", "priority",
+                                 "gate", "candidate", "runner_up", "detail")
+REVIEW_KINDS: tuple[str, ...] = (KIND_ID, KIND_NONANT)
+REASON_LONG_UNKNOWN = "long Unknown"
+REASON_NEAR_THRESHOLD = "near threshold"
+REASON_CONFUSED = "confused pair"
+
+
+def _rank(seed: int, *parts: object) -> str:
+    return hashlib.sha256(":".join(str(p) for p in (seed, *parts)).encode()).hexdigest()
+
+
+def length_bin(n_frames: int, edges: Sequence[int] = LENGTH_EDGES) -> str:
+    """The length bin of a tracklet, e.g. ``5-19`` or ``>=500`` (frames)."""
+    edges = sorted(edges)
+    if n_frames < edges[0]:
+        return f"<{edges[0]}"
+    for lo, hi in zip(edges, edges[1:]):
+        if lo <= n_frames < hi:
+            return f"{lo}-{hi - 1}"
+    return f">={edges[-1]}"
+
+
+def proportional_allocation(sizes: Mapping[str, int], n: int, seed: int = 0) -> dict[str, int]:
+    """Split ``n`` draws over strata in proportion to their sizes (Hamilton / largest remainders; remainder ties
+    broken by a seeded hash of the stratum name), never more than a stratum holds."""
+    total = sum(sizes.values())
+    if n >= total:
+        return dict(sizes)
+    quota = {s: n * k / total for s, k in sizes.items()}
+    alloc = {s: int(math.floor(q)) for s, q in quota.items()}
+    left = n - sum(alloc.values())
+    order = sorted(sizes, key=lambda s: (-(quota[s] - alloc[s]), _rank(seed, "stratum", s)))
+    for s in order[:left]:
+        alloc[s] += 1
+    return alloc
+
+
+def sampling_plan(tracklets: pd.DataFrame, n: int, seed: int = 0, experiment: str = "",
+                  kinds: Iterable[str] = REVIEW_KINDS, edges: Sequence[int] = LENGTH_EDGES) -> pd.DataFrame:
+    """Draw ``n`` tracklets for review from a tracklet table (columns ``movie``, ``tracklet``, ``label``, ``kind``,
+    ``score``, ``frames``, as :func:`antrax_pipe.report.tracklet_table` makes), stratified by label × length bin.
+
+    Returns the plan in judging order (``order`` 1…; a seeded shuffle, so a person who stops early has judged a
+    random subset), with ``stratum`` (``<label>|<length bin>``), its size, the number drawn from it and ``weight`` =
+    size ÷ drawn. Fewer than ``n`` rows when the session has fewer judgeable tracklets.
+    """
+    if n < 0:
+        raise ValueError(f"review plan: n must be ≥ 0, got {n}")
+    kinds = tuple(kinds)
+    pool = tracklets[tracklets["kind"].isin(kinds)].copy()
+    pool = pool.drop_duplicates("tracklet", keep="first")
+    pool["stratum"] = [f"{lab}|{length_bin(int(f), edges)}" for lab, f in zip(pool["label"], pool["frames"])]
+    pool["_rank"] = [_rank(seed, experiment, t) for t in pool["tracklet"]]
+    sizes = pool.groupby("stratum").size().to_dict()
+    alloc = proportional_allocation(sizes, n, seed)
+    picked = []
+    for s, k in sorted(alloc.items()):
+        if k:
+            picked.append(pool[pool["stratum"] == s].sort_values("_rank").head(k))
+    if picked:
+        plan = pd.concat(picked, ignore_index=True)
+    else:
+        plan = pool.iloc[0:0].copy()
+    plan["stratum_size"] = plan["stratum"].map(sizes).astype("int64")
+    plan["stratum_drawn"] = plan["stratum"].map(alloc).astype("int64")
+    plan["weight"] = plan["stratum_size"] / plan["stratum_drawn"]
+    plan["_order"] = [_rank(seed, "order", experiment, t) for t in plan["tracklet"]]
+    plan = plan.sort_values("_order").reset_index(drop=True)
+    plan["order"] = np.arange(1, len(plan) + 1, dtype=np.int64)
+    plan = plan.rename(columns={"label": "autoID", "frames": "n_frames"})
+    return plan[list(PLAN_COLUMNS)].astype({"movie": "int64", "n_frames": "int64", "score": "float64"})
+
+
+def _looks_like(path: Path, column: str) -> bool:
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            header = next(csv.reader(fh), [])
+    except (OSError, UnicodeDecodeError):
+        return False
+    return column in header
+
+
+def _write_product_csv(path: str | Path, df: pd.DataFrame, marker: str, what: str) -> Path:
+    """Write a product CSV atomically; a file of that name that is not one of ours (no ``marker`` column) is never
+    replaced, and neither is the marks file."""
+    path = Path(path)
+    if path.name == "validation.csv":
+        raise AntraxFormatError(f"{path}: refusing to write a {what} over the validation marks file")
+    if path.exists() and not _looks_like(path, marker):
+        raise AntraxFormatError(f"{path}: exists and is not a {what} written by antrax-pipe (no {marker!r} column); "
+                                f"move it away first")
+    buf = io.StringIO()
+    df.to_csv(buf, index=False, lineterminator="\n", float_format="%.6g")
+    return atomic_write_text(path, buf.getvalue())
+
+
+def write_review_plan(path: str | Path, plan: pd.DataFrame) -> Path:
+    """``review_plan.csv`` (comma CSV, columns :data:`PLAN_COLUMNS`), atomically."""
+    return _write_product_csv(path, plan[list(PLAN_COLUMNS)], "stratum", "review plan")
+
+
+def read_review_plan(path: str | Path) -> pd.DataFrame:
+    """Read a ``review_plan.csv``; errors name the file and the missing columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise AntraxFormatError(f"{path}: review plan not found")
+    try:
+        df = pd.read_csv(path, dtype={"tracklet": str, "autoID": str, "stratum": str}, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise AntraxFormatError(f"{path}: cannot be read as a CSV table ({exc})") from exc
+    missing = [c for c in ("tracklet", "movie", "autoID", "n_frames", "stratum") if c not in df.columns]
+    if missing:
+        raise AntraxFormatError(f"{path}: not a review plan (missing column(s) {', '.join(missing)})")
+    return df
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# What to label next
+# --------------------------------------------------------------------------------------------------------------------
+
+GATE_COLUMNS: tuple[str, ...] = ("tracklet", "movie", "pred_label", "gate", "n_gate", "candidate", "runner_up",
+                                 "runner_up_share")
+
+
+def tracklet_gates(probs_file: str | Path, labels: LabelSet, params: AggregationParams, movie: int) -> pd.DataFrame:
+    """Per tracklet of a probabilities file: the rule's ungated label, its gate value and frame count
+    (:func:`antrax_pipe.validation.tracklet_decision`), and the two IDs with the largest probability sums over the
+    ant frames (``candidate``, ``runner_up``) with the runner-up's share of the ID sum (0.5 = a coin toss)."""
+    from .aggregation import ClassRoles
+    from .inference import ProbabilitiesFile
+    from .validation import tracklet_decision
+
+    rows = []
+    with ProbabilitiesFile(probs_file) as pf:
+        classes = pf.classes
+        roles = ClassRoles.build(classes, labels)
+        for tracklet, y in pf:
+            if len(y) == 0:
+                rows.append((tracklet, movie, "Unknown", math.nan, 0, "", "", math.nan))
+                continue
+            pred, gate, n_gate = tracklet_decision(y, classes, labels, params)
+            ant = roles.ant[np.asarray(y).argmax(axis=1)]
+            cand = runner = ""
+            share = math.nan
+            if ant.any() and len(roles.ant_cols) >= 2:
+                s = np.asarray(y, dtype=np.float64)[ant][:, roles.ant_cols].sum(axis=0)
+                order = np.argsort(-s, kind="stable")
+                cand, runner = classes[roles.ant_cols[order[0]]], classes[roles.ant_cols[order[1]]]
+                share = float(s[order[1]] / s.sum()) if s.sum() > 0 else math.nan
+            rows.append((tracklet, movie, pred, gate, n_gate, cand, runner, share))
+    return pd.DataFrame(rows, columns=list(GATE_COLUMNS)).astype({"gate": "float64", "n_gate": "int64",
+                                                                  "runner_up_share": "float64"})
+
+
+def trainset_tracklets(examples_dir: str | Path, experiment: str) -> set[str]:
+    """Tracklet names of ``experiment`` that already have images under ``examples_dir/<label>/`` (any label)."""
+    from .trainset import parse_example_name
+
+    d = Path(examples_dir)
+    if not d.is_dir():
+        return set()
+    out = set()
+    for ldir in d.iterdir():
+        if ldir.is_dir():
+            for p in ldir.iterdir():
+                _, exp, trk, _ = parse_example_name(p.name)
+                if exp == experiment and trk:
+                    out.add(trk)
+    return out
+
+
+def label_next(tracklets: pd.DataFrame, gates: pd.DataFrame | None, params: AggregationParams,
+               confused_pairs: Iterable[tuple[str, str]] = (), top: int = 50, exclude: Iterable[str] = (),
+               band: tuple[float, float] = (0.15, 0.05), min_unknown_frames: int | None = None,
+               min_runner_up_share: float = 0.2) -> pd.DataFrame:
+    """Rank tracklets whose labelled examples would help most (see the module docstring).
+
+    ``tracklets``: the session's tracklet table (``movie``, ``tracklet``, ``label``, ``kind``, ``score``,
+    ``frames``); ``gates``: :func:`tracklet_gates` rows (None: only ``long Unknown`` is possible);
+    ``confused_pairs``: (true, predicted) ID pairs, most confused first (either order matches);
+    ``band`` = (below, above) ``min_conf`` that counts as near; ``min_unknown_frames`` defaults to
+    ``2 × short_length``. Priority within a reason: long Unknown → frames; near threshold → frames ×
+    (1 − distance/band); confused pair → frames × runner-up share × rank weight of the pair. Reasons are interleaved
+    round robin; a tracklet listed for several reasons appears once, with all of them.
+    """
+    excl = set(exclude)
+    tt = tracklets[~tracklets["tracklet"].isin(excl)].drop_duplicates("tracklet")
+    min_unk = int(min_unknown_frames if min_unknown_frames is not None else max(2 * params.short_length, 1))
+    cands: dict[str, list[tuple[float, str, dict[str, Any]]]] = {REASON_LONG_UNKNOWN: [], REASON_NEAR_THRESHOLD: [],
+                                                                  REASON_CONFUSED: []}
+    unk = tt[(tt["kind"] == KIND_UNKNOWN) & (tt["frames"] >= min_unk)]
+    g = gates.set_index("tracklet") if gates is not None and len(gates) else None
+    for r in unk.itertuples():
+        info: dict[str, Any] = {"detail": f"{int(r.frames)} frames left Unknown"}
+        if g is not None and r.tracklet in g.index and g.at[r.tracklet, "candidate"]:
+            info["detail"] += f"; best ID guess {g.at[r.tracklet, 'candidate']}"
+        cands[REASON_LONG_UNKNOWN].append((float(r.frames), r.tracklet, info))
+    if g is not None:
+        lo, hi = params.min_conf - band[0], params.min_conf + band[1]
+        known = tt.set_index("tracklet")
+        pairs = [tuple(p[:2]) for p in confused_pairs]
+        pair_w = {}
+        for i, (a, b) in enumerate(pairs):
+            w = 1.0 / (1 + i)
+            pair_w.setdefault(frozenset((a, b)), w)
+        for t, r in g.iterrows():
+            if t not in known.index or t in excl:
+                continue
+            frames = float(known.at[t, "frames"])
+            if np.isfinite(r["gate"]) and lo <= r["gate"] < hi:
+                dist = abs(r["gate"] - params.min_conf) / (band[0] if r["gate"] < params.min_conf else band[1])
+                side = "below" if r["gate"] < params.min_conf else "above"
+                cands[REASON_NEAR_THRESHOLD].append((frames * (1 - min(dist, 1.0)), t, {
+                    "detail": f"gate {r['gate']:.3f} {side} min_conf {params.min_conf:g}"}))
+            if r["candidate"] and r["runner_up"]:
+                w = pair_w.get(frozenset((r["candidate"], r["runner_up"])))
+                share = r["runner_up_share"]
+                if w is not None and np.isfinite(share) and share >= min_runner_up_share:
+                    cands[REASON_CONFUSED].append((frames * share * w, t, {
+                        "detail": f"{r['candidate']} vs {r['runner_up']} (runner-up {100 * share:.0f} % of the ID "
+                                  f"probability)"}))
+    # order each reason by priority (ties: tracklet name), then interleave
+    ordered = {k: sorted(v, key=lambda c: (-c[0], c[1])) for k, v in cands.items()}
+    picked: dict[str, dict[str, Any]] = {}
+    queues = [list(v) for v in ordered.values()]
+    names = list(ordered)
+    while len(picked) < top and any(queues):
+        for reason, q in zip(names, queues):
+            while q:
+                prio, t, info = q.pop(0)
+                if t in picked:
+                    picked[t]["reason"] += f"; {reason}"
+                    picked[t]["detail"] += f"; {info['detail']}"
+                    continue
+                picked[t] = {"tracklet": t, "reason": reason, "priority": prio, "detail": info["detail"]}
+                break
+            if len(picked) >= top:
+                break
+    # a tracklet picked for one reason may also qualify for others further down their lists: name them too
+    for reason, items in ordered.items():
+        for prio, t, info in items:
+            if t in picked and reason not in picked[t]["reason"]:
+                picked[t]["reason"] += f"; {reason}"
+                picked[t]["detail"] += f"; {info['detail']}"
+    if not picked:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in NEXT_COLUMNS})
+    out = pd.DataFrame(list(picked.values()))
+    base = tt.set_index("tracklet")
+    out["movie"] = [int(base.at[t, "movie"]) for t in out["tracklet"]]
+    out["autoID"] = [base.at[t, "label"] for t in out["tracklet"]]
+    out["n_frames"] = [int(base.at[t, "frames"]) for t in out["tracklet"]]
+    out["score"] = [float(base.at[t, "score"]) for t in out["tracklet"]]
+    for col, src in (("gate", "gate"), ("candidate", "candidate"), ("runner_up", "runner_up")):
+        out[col] = [g.at[t, src] if g is not None and t in g.index else (math.nan if col == "gate" else "")
+                    for t in out["tracklet"]]
+    out["rank"] = np.arange(1, len(out) + 1, dtype=np.int64)
+    return out[list(NEXT_COLUMNS)]
+
+
+def write_label_next(path: str | Path, table: pd.DataFrame) -> Path:
+    """``label_next.csv`` (columns :data:`NEXT_COLUMNS`), atomically; it holds suggestions only, never a label."""
+    return _write_product_csv(path, table[list(NEXT_COLUMNS)], "reason", "label-next list")
+
+
+def read_label_next(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise AntraxFormatError(f"{path}: label-next list not found")
+    df = pd.read_csv(path, dtype={"tracklet": str, "autoID": str, "reason": str, "detail": str,
+                                  "candidate": str, "runner_up": str}, keep_default_na=False)
+    missing = [c for c in ("tracklet", "movie", "reason") if c not in df.columns]
+    if missing:
+        raise AntraxFormatError(f"{path}: not a label-next list (missing column(s) {', '.join(missing)})")
+    return df
+
+
+def export_labelled(expdir: str | Path, decisions: Mapping[str, str] | pd.DataFrame, session: str | None = None,
+                    suggestions: pd.DataFrame | None = None) -> list[dict]:
+    """Export the images of tracklets **a person gave a label** to ``classifier/examples/<label>/``.
+
+    ``decisions``: tracklet → label, or a table with ``tracklet``, ``label`` (and ``movie``) columns; rows with an
+    empty label are skipped (no decision yet). The movie comes from the table, else from ``suggestions`` (a
+    label-next list), else from the tracklet name. Each export goes through the app's checks
+    (:meth:`antrax_pipe.app.core.TrainsetApp.export`): labels must be in labels.csv, different files are never
+    overwritten, a tracklet already exported under another label is refused. Returns one result per export.
+    """
+    from .app.core import AppError, TrainsetApp
+    from .model import TrackletName
+
+    if isinstance(decisions, pd.DataFrame):
+        if "tracklet" not in decisions.columns or "label" not in decisions.columns:
+            raise AntraxFormatError("export_labelled: the decisions table needs 'tracklet' and 'label' columns")
+        rows = [(str(r["tracklet"]), "" if pd.isna(r["label"]) else str(r["label"]).strip(),
+                 r.get("movie")) for r in decisions.to_dict("records")]
+    else:
+        rows = [(str(t), str(lab or "").strip(), None) for t, lab in decisions.items()]
+    movie_of = {}
+    if suggestions is not None and len(suggestions):
+        movie_of = dict(zip(suggestions["tracklet"].astype(str), suggestions["movie"]))
+    app = TrainsetApp(expdir, session, seed=0)
+    results = []
+    for tracklet, label, movie in rows:
+        if not label:
+            continue
+        if movie is None or (isinstance(movie, float) and math.isnan(movie)) or movie == "":
+            movie = movie_of.get(tracklet)
+        if movie is None:
+            try:
+                movie = TrackletName.parse(tracklet).movie
+            except ValueError as exc:
+                raise AntraxFormatError(f"export_labelled: tracklet {tracklet!r}: no movie given and {exc}") from exc
+        try:
+            res = app.export(int(movie), tracklet, label)
+        except AppError as exc:
+            raise AntraxFormatError(f"{app.experiment.expdir}: tracklet {tracklet!r} → {label!r}: {exc.message}") \
+                from exc
+        log.info("exported %s → %s: %d written, %d already there", tracklet, label, len(res["written"]),
+                 len(res["skipped"]))
+        results.append({"tracklet": tracklet, **res})
+    return results
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The stage
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def confused_pairs_of(card: Any, labels: LabelSet, top: int = 5) -> list[tuple[str, str]]:
+    """Most-confused ID pairs of a classifier card's validation confusion matrix (tracklet-level if recorded)."""
+    from .stats import most_confused
+
+    metrics = getattr(card, "metrics", None) or {}
+    val = metrics.get("validation") if isinstance(metrics.get("validation"), Mapping) else {}
+    cm = val.get("confusion_tracklets") or val.get("confusion_images") or metrics.get("confusion")
+    if cm is None:
+        return []
+    cm = np.asarray(cm, dtype=float)
+    classes = list(card.classes)
+    if cm.shape != (len(classes), len(classes)):
+        return []
+    ids = [c for c in classes if c in labels.ant_labels]
+    return [(a, b) for a, b, _, _ in most_confused(cm, classes, among=ids, top=top)]
+
+
+def review_stage(session_dir: str | Path, session: str, movies: Sequence[int], probs: Mapping[int, str | Path],
+                 plan_out: str | Path, next_out: str | Path, params: Mapping[str, Any], n: int = 200,
+                 seed: int = 0, classifier: str | Path | None = None, top: int = 50,
+                 experiment_name: str | None = None) -> tuple[Path, Path]:
+    """Workflow entry point for one experiment session: the review plan and the label-next list.
+
+    ``session_dir`` = ``<expdir>/<session>`` (a link to it is fine); ``probs`` = movie → probabilities file (for the
+    gate values); ``classifier`` = its file (for the confused pairs; optional).
+    """
+    from .io.experiment import load_experiment
+    from .io.labels import read_labels
+    from .report import load_session_result, tracklet_table
+
+    session_dir = Path(session_dir).resolve()
+    exp = load_experiment(session_dir.parent, session)
+    keys = ("method", "use_min_conf", "min_conf", "min_conf_short", "short_length", "multi_fraction")
+    p = AggregationParams(**{k: params[k] for k in keys if k in params})
+    res = load_session_result(exp, movies=movies)
+    tt = tracklet_table(res)
+    plan = sampling_plan(tt, n, seed, experiment=exp.name)
+    write_review_plan(plan_out, plan)
+    log.info("%s: review plan of %d tracklets (of %d judgeable), %d strata → %s", exp.name, len(plan),
+             int(tt["kind"].isin(REVIEW_KINDS).sum()), plan["stratum"].nunique(), plan_out)
+    labels = read_labels(exp.labels_file)
+    gates = [tracklet_gates(probs[m], labels, p, int(m)) for m in sorted(probs)]
+    gate_df = pd.concat(gates, ignore_index=True) if gates else None
+    pairs: list[tuple[str, str]] = []
+    if classifier is not None and Path(classifier).is_file():
+        from .classifier import read_card
+
+        pairs = confused_pairs_of(read_card(classifier), labels)
+    done = trainset_tracklets(exp.classdir / "examples", experiment_name or exp.name)
+    nxt = label_next(tt, gate_df, p, pairs, top=top, exclude=done)
+    write_label_next(next_out, nxt)
+    log.info("%s: %d tracklets to label next (%s) → %s", exp.name, len(nxt),
+             ", ".join(f"{k}: {v}" for k, v in nxt["reason"].str.split("; ").str[0].value_counts().items()),
+             next_out)
+    return Path(plan_out), Path(next_out)

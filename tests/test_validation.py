@@ -1,0 +1,263 @@
+"""Classifier validation: the ungated rule + gate equals aggregation, the coverage–error curve on a hand-made table,
+the file round trip, and the real stage (split reconstruction + Keras prediction) with a tiny fixed-weight model whose
+outputs are known in closed form."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from antrax_pipe.aggregation import AggregationParams, aggregate_tracklet
+from antrax_pipe.model import AntraxFormatError, ClassifierCard, LabelSet
+from antrax_pipe.validation import (
+    STATUS_NO_SPLIT,
+    STATUS_OK,
+    ClassifierValidation,
+    coverage_error_curve,
+    empty_table,
+    given_id,
+    operating_point,
+    read_validation,
+    tracklet_decision,
+    validate_classifier,
+    write_validation,
+)
+
+LABELS = LabelSet({"ant_labels": ("A", "B"), "noant_labels": ("NoAnt",), "other_labels": ("Multi", "Unknown")})
+CLASSES = ["A", "B", "Multi", "NoAnt", "Unknown"]
+
+
+# ---------------------------------------------------------------------------------------------- gate = aggregation
+
+
+@pytest.mark.parametrize("method", ["antrax", "mean", "vote"])
+def test_ungated_decision_plus_gate_reproduces_aggregation(method):
+    rng = np.random.default_rng(7)
+    checked_id = checked_unknown = 0
+    for i in range(300):
+        n = int(rng.integers(1, 12))
+        logits = rng.normal(0, 1, (n, len(CLASSES))) + rng.choice([0, 4], size=(1, len(CLASSES)))
+        y = np.exp(logits * rng.uniform(0.5, 4))
+        y = (y / y.sum(1, keepdims=True)).astype(np.float32)
+        label, gate, n_gate = tracklet_decision(y, CLASSES, LABELS, AggregationParams(method=method))
+        for c, cs, short in ((0.9, 0.99, 5), (0.6, 0.8, 3), (0.97, 0.97, 0)):
+            p = AggregationParams(method=method, min_conf=c, min_conf_short=cs, short_length=short)
+            want = aggregate_tracklet(y, CLASSES, LABELS, p).label
+            keep = given_id([label], [gate], [n_gate], LABELS.ant_labels, c, cs, short)[0]
+            got = label if (keep or label not in LABELS.ant_labels) else "Unknown"
+            assert got == want, (i, method, c, y)
+            checked_id += keep
+            checked_unknown += (label in LABELS.ant_labels) and not keep
+    assert checked_id > 20 and checked_unknown > 20  # both sides of the gate were exercised
+
+
+def test_gate_is_nan_for_non_id_and_max_over_all_id_columns_for_antrax():
+    noant = np.array([[0.05, 0.05, 0, 0.9, 0]] * 3, np.float32)
+    assert math.isnan(tracklet_decision(noant, CLASSES, LABELS)[1])
+    # ant frames: rows 0 and 1 (argmax A, B); B's sum wins? A: 0.6+0.3=0.9, B: 0.2+0.65=0.85 → A; gate = max over
+    # both ID columns of ant frames = 0.65 (B's column: anTraX tests any ID, spec §14.11); n_gate = 2 ant frames
+    y = np.array([[0.6, 0.2, 0, 0.2, 0], [0.3, 0.65, 0, 0.05, 0], [0.1, 0.1, 0, 0.8, 0]], np.float32)
+    assert tracklet_decision(y, CLASSES, LABELS) == ("A", pytest.approx(0.65), 2)
+
+
+# ---------------------------------------------------------------------------------------------- curve
+
+
+def hand_table() -> pd.DataFrame:
+    """Six held-out tracklets. True IDs: t1..t4 (A, A, B, B); t5 NoAnt; t6 B.
+
+    t1 A→A gate 0.95 (10 ant frames); t2 A→B gate 0.70 (10); t3 B→B gate 0.85 (3 = short); t4 B→Unknown-by-rule
+    (ungated 'Unknown', gate NaN); t5 NoAnt→A gate 0.92 (8); t6 B→B gate 0.995 (2, short).
+    """
+    return pd.DataFrame({
+        "key": ["t1", "t2", "t3", "t4", "t5", "t6"],
+        "true_label": ["A", "A", "B", "B", "NoAnt", "B"],
+        "pred_label": ["A", "B", "B", "Unknown", "A", "B"],
+        "gate": [0.95, 0.70, 0.85, math.nan, 0.92, 0.995],
+        "n_gate": [10, 10, 3, 0, 8, 2],
+        "n_frames": [10, 12, 3, 7, 8, 2],
+    })
+
+
+def test_coverage_error_curve_known_values():
+    curve = coverage_error_curve(hand_table(), ["A", "B"], min_conf_short=0.99, short_length=5,
+                                 thresholds=[0.0, 0.7, 0.8, 0.9, 0.93, 0.96, 1.0])
+    got = {r.min_conf: (r.n_id, r.covered, r.given, r.wrong) for r in curve.itertuples()}
+    # c = 0: given t1, t2, t5, t6 (t3 short: gate 0.85 < 0.99) → covered t1, t2, t6 = 3 of 5 true IDs; wrong t2, t5
+    assert got[0.0] == (5, 3, 4, 2)
+    assert got[0.7] == (5, 3, 4, 2)  # gate ≥ c keeps t2 at exactly 0.70
+    assert got[0.8] == (5, 2, 3, 1)  # t2 drops
+    assert got[0.9] == (5, 2, 3, 1)
+    assert got[0.93] == (5, 2, 2, 0)  # t5 (0.92) drops
+    assert got[0.96] == (5, 1, 1, 0)  # t1 (0.95) drops, t6 (0.995) stays
+    assert got[1.0] == (5, 0, 0, 0)
+    last = curve[curve.min_conf == 1.0].iloc[0]
+    assert last.coverage == 0 and math.isnan(last.error)  # 0/0 error: NaN in the table, "n/a" on the page
+    assert curve.loc[curve.min_conf == 0.0, "coverage"].item() == pytest.approx(0.6)
+    assert curve.loc[curve.min_conf == 0.0, "error"].item() == pytest.approx(0.5)
+
+
+def test_default_thresholds_include_every_gate_value_and_coverage_never_increases():
+    curve = coverage_error_curve(hand_table(), ["A", "B"], 0.99, 5)
+    for g in (0.70, 0.85, 0.92, 0.95, 0.995):
+        assert np.isclose(curve.min_conf, g).any()
+    assert (np.diff(curve.coverage.to_numpy()) <= 1e-12).all()
+    assert (np.diff(curve.given.to_numpy()) <= 0).all()
+
+
+def test_operating_point_with_exact_intervals_and_zero_denominator():
+    op = operating_point(hand_table(), ["A", "B"], AggregationParams(min_conf=0.9, min_conf_short=0.99))
+    assert (op.coverage.k, op.coverage.n) == (2, 5) and (op.error.k, op.error.n) == (1, 3)
+    assert op.coverage.ci[0] == pytest.approx(0.0527, abs=5e-4) and op.coverage.ci[1] == pytest.approx(0.8534, abs=5e-4)
+    op0 = operating_point(hand_table(), ["A", "B"], AggregationParams(min_conf=1.0, min_conf_short=1.0))
+    assert op0.error.n == 0 and op0.error.ci is None and op0.error.format() == "n/a (n = 0)"
+    off = operating_point(hand_table(), ["A", "B"], AggregationParams(use_min_conf=False))
+    assert (off.coverage.k, off.error.k, off.error.n) == (4, 2, 5)  # t3 kept too: no gate at all
+
+
+# ---------------------------------------------------------------------------------------------- file
+
+
+def test_file_round_trip_and_errors(tmp_path):
+    v = ClassifierValidation(STATUS_OK, CLASSES, ["A", "B"], hand_table(),
+                             meta={"aggregate": {"min_conf": 0.8, "min_conf_short": 0.99, "short_length": 5},
+                                   "warnings": ["w"]},
+                             probs=np.eye(5, dtype=np.float32), offsets=np.array([0, 5]))
+    p = write_validation(tmp_path / "validation.h5", v)
+    r = read_validation(p)
+    assert r.status == STATUS_OK and r.classes == CLASSES and r.ids == ["A", "B"] and r.meta["warnings"] == ["w"]
+    pd.testing.assert_frame_equal(r.table, hand_table(), check_dtype=False)
+    assert r.params.min_conf == 0.8
+    op = r.operating_point()  # min_conf 0.8: given t1, t5 (0.92, 8 frames), t6 (short but 0.995); wrong: t5
+    assert (op.error.k, op.error.n, op.coverage.k, op.coverage.n) == (1, 3, 2, 5)
+    empty = ClassifierValidation(STATUS_NO_SPLIT, CLASSES, [], empty_table(), reason="no split")
+    r2 = read_validation(write_validation(tmp_path / "e.h5", empty))
+    assert r2.status == STATUS_NO_SPLIT and r2.reason == "no split" and r2.table.empty
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5")
+    with pytest.raises(AntraxFormatError, match="junk.h5"):
+        read_validation(tmp_path / "junk.h5")
+    with pytest.raises(AntraxFormatError, match="not found"):
+        read_validation(tmp_path / "nope.h5")
+
+
+# ---------------------------------------------------------------------------------------------- the real stage
+
+T = 8
+COLORS = {"A": (255, 0, 0), "B": (0, 255, 0), "NoAnt": (0, 0, 255)}
+
+
+def expected_probs(rgb: np.ndarray) -> np.ndarray:
+    """What the fixed-weight model outputs for a solid-colour image: softmax(10·(r, g, 0, b, 0)) with r, g, b in 0–1."""
+    r, g, b = np.asarray(rgb, float) / 255
+    z = np.array([10 * r, 10 * g, 0.0, 10 * b, 0.0])
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def tiny_model():
+    import keras
+
+    inp = keras.Input((T, T, 3))
+    x = keras.layers.Rescaling(1 / 255)(inp)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    dense = keras.layers.Dense(len(CLASSES), activation="softmax")
+    out = dense(x)
+    w = np.zeros((3, len(CLASSES)), np.float32)
+    w[0, 0], w[1, 1], w[2, 3] = 10, 10, 10
+    dense.set_weights([w, np.zeros(len(CLASSES), np.float32)])
+    return keras.Model(inp, out)
+
+
+def write_examples(classdir: Path) -> dict[str, list[tuple[int, int, int]]]:
+    """Per label 4 tracklets × 3 frames of solid colours (a little mixed, so probabilities differ per tracklet)."""
+    made = {}
+    for li, (label, base) in enumerate(COLORS.items()):
+        for k in range(4):
+            key = f"expX.trj_id{10 * li + k + 1}_ti1_{10 * k + 1}_tf1_{10 * k + 3}"
+            for f in range(3):
+                mix = 60 * k + 10 * f  # later tracklets are less pure
+                rgb = tuple(min(255, c + (mix if c == 0 else 0)) for c in base)
+                img = np.zeros((10, 10, 3), np.uint8)
+                img[:] = rgb
+                d = classdir / "examples" / label
+                d.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(d / f"{key}.{100 + f}.png"), img[:, :, ::-1])
+                made.setdefault(key + "|" + label, []).append(rgb)
+    return made
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier(tmp_path_factory):
+    from antrax_pipe.classifier import save_classifier
+    from antrax_pipe.trainset import list_examples, manifest_hash, manifest_of
+    from antrax_pipe.training import grouped_split
+
+    cd = tmp_path_factory.mktemp("clf") / "general"
+    made = write_examples(cd)
+    examples = list_examples(cd)
+    _, va, _ = grouped_split(examples, 0.5, 3)
+    val_keys = sorted({examples[i].tracklet_key for i in va})
+    card = ClassifierCard(classes=CLASSES, target_size=T,
+                          training={"recipe": "default", "seed": 3, "val_fraction": 0.5},
+                          metrics={"validation": {"val_tracklets": val_keys}},
+                          trainset_hash=manifest_hash(manifest_of(examples, cd)))
+    path = save_classifier(cd / "classifier.h5", tiny_model(), card)
+    return path, made, val_keys
+
+
+def test_stage_reconstructs_split_and_predicts_known_probabilities(tiny_classifier, tmp_path):
+    path, made, val_keys = tiny_classifier
+    params = AggregationParams(min_conf=0.9)
+    v = validate_classifier(path, LABELS, params, threads=1)
+    assert v.status == STATUS_OK and v.meta["warnings"] == []
+    assert sorted(v.table.key) == val_keys and len(val_keys) == 6  # 2 of 4 tracklets per label (round(0.5·4))
+    assert v.ids == ["A", "B"] and v.meta["seed"] == 3 and v.meta["val_fraction"] == 0.5
+    for r in v.table.itertuples():
+        rgbs = made[f"{r.key}|{r.true_label}"]
+        y = np.array([expected_probs(c) for c in rgbs], np.float32)
+        want = tracklet_decision(y, CLASSES, LABELS, params)
+        assert r.pred_label == want[0] and r.n_gate == want[2] and r.n_frames == 3
+        if not math.isnan(want[1]):
+            assert r.gate == pytest.approx(want[1], abs=1e-5)
+    lo, hi = v.offsets[:2]
+    assert v.probs.shape == (18, len(CLASSES)) and hi - lo == 3
+    out = read_validation(write_validation(tmp_path / "v.h5", v))
+    assert len(out.curve()) > 10 and out.operating_point().coverage.n == 4  # 4 held-out ID tracklets (A, B)
+
+
+def test_stage_uses_only_tracklets_held_out_at_training_time(tiny_classifier, tmp_path):
+    from antrax_pipe.classifier import read_card, write_metadata
+    import shutil
+
+    path, _, val_keys = tiny_classifier
+    cd = tmp_path / "general"
+    shutil.copytree(path.parent, cd)
+    card = read_card(cd / "classifier.h5")
+    card.metrics = {"validation": {"val_tracklets": val_keys[1:]}}
+    write_metadata(cd / "classifier.h5", card)
+    v = validate_classifier(cd / "classifier.h5", LABELS, AggregationParams(), threads=1)
+    assert sorted(v.table.key) == val_keys[1:]
+    assert any("not held out" in w for w in v.meta["warnings"])
+
+
+@pytest.mark.parametrize("training,source,why", [
+    ({"recipe": "antrax", "seed": 0, "val_fraction": 0.0}, "antrax_pipe", "without a validation split"),
+    ({}, "antrax", "trained by anTraX"),
+])
+def test_no_split_is_reported_not_invented(tiny_classifier, tmp_path, training, source, why):
+    from antrax_pipe.classifier import read_card, write_metadata
+    import shutil
+
+    path, _, _ = tiny_classifier
+    cd = tmp_path / "c"
+    shutil.copytree(path.parent, cd)
+    card = read_card(cd / "classifier.h5")
+    card.training, card.source = training, source
+    write_metadata(cd / "classifier.h5", card)
+    v = validate_classifier(cd / "classifier.h5", LABELS, AggregationParams())
+    assert v.status == STATUS_NO_SPLIT and why in v.reason and v.table.empty
