@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-ARCHS: tuple[str, ...] = ("small", "wide", "large", "MobileNetV2", "custom")
+ARCHS: tuple[str, ...] = ("small", "wide", "large", "MobileNetV2", "custom", "tagnet")
 
 # Conv widths of the conv → maxpool → batchnorm → dropout blocks (spec §7).
 _BLOCKS: dict[str, tuple[int, ...]] = {
@@ -19,6 +19,13 @@ _BLOCKS: dict[str, tuple[int, ...]] = {
     "wide": (128, 256, 512),
     "large": (64, 64, 128, 256),
 }
+
+
+# ``tagnet`` (ours, not anTraX's): conv → BN → ReLU → maxpool blocks with no dropout inside them, then
+# flatten → dropout → dense. anTraX's blocks put Dropout before the next block's BatchNormalization, whose inference-mode
+# statistics then differ from training ones ("variance shift"): the validation loss of 'small' spikes by 10× from one
+# epoch to the next. Flatten (not global pooling) keeps *where* each colour is (BG ≠ GB).
+_TAGNET_WIDTHS: tuple[int, ...] = (32, 64, 128, 128)
 
 
 class ModelBuildError(ValueError):
@@ -96,6 +103,9 @@ def build_model(
         layers += [base, keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(n_classes, activation="softmax")]
         return keras.Sequential(layers, name="MobileNetV2")
 
+    if arch == "tagnet":
+        return _tagnet(n_classes, target_size, normalize, dropout, bn_momentum)
+
     need = min_target_size(arch)
     if target_size < need:
         raise ModelBuildError(
@@ -120,6 +130,31 @@ def build_model(
         L.Dense(n_classes, activation="softmax", name="output"),
     ]
     return keras.Sequential(layers, name=arch)
+
+
+def _tagnet(n_classes: int, target_size: int, normalize: bool, dropout: float, bn_momentum: float):
+    import keras
+
+    if target_size < 2 ** len(_TAGNET_WIDTHS):
+        raise ModelBuildError(f"architecture 'tagnet' needs a target size of at least {2 ** len(_TAGNET_WIDTHS)} px, "
+                              f"got {target_size}")
+    L = keras.layers
+    layers = [keras.Input((target_size, target_size, 3), name="image")]
+    if normalize:
+        layers.append(L.Rescaling(1 / 255.0, name="normalize"))
+    for i, width in enumerate(_TAGNET_WIDTHS, start=1):
+        layers += [
+            L.Conv2D(width, (3, 3), padding="same", use_bias=False, name=f"conv{i}"),
+            L.BatchNormalization(momentum=bn_momentum, name=f"bn{i}"),
+            L.ReLU(name=f"relu{i}"),
+            L.MaxPooling2D((2, 2), name=f"pool{i}"),
+        ]
+    layers += [
+        L.Flatten(name="flatten"),
+        L.Dropout(max(dropout, 0.3), name="drop_out"),
+        L.Dense(n_classes, activation="softmax", name="output"),
+    ]
+    return keras.Sequential(layers, name="tagnet")
 
 
 def _custom_model(modelfile: str | Path | None, n_classes: int, target_size: int):

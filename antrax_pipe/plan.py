@@ -7,16 +7,20 @@ running Snakemake, and so that ``common.smk`` stays a thin layer of input functi
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from .io.atomic import atomic_write_text
 from .io.experiment import load_experiment, parse_movlist, select_movies
 from .model import AntraxFormatError, Experiment, MovieImages
 
+#: what counts as an example image (the same list as ``antrax_pipe.trainset.IMAGE_SUFFIXES``, which imports cv2)
 EXAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+_HASH_CACHE_FORMAT = "antrax-pipe-example-hashes-1"
 
 
 @dataclass
@@ -122,25 +126,66 @@ def plan_classifiers(config: dict, experiments: dict[str, PlannedExperiment], ba
     return out
 
 
-def trainset_fingerprint(classdirs: list[Path]) -> str:
-    """Cheap fingerprint of the example files (relative path, size, mtime) of source trainsets.
+def trainset_fingerprint(classdirs: list[Path], cache: Path | None = None) -> str:
+    """Content fingerprint of the example images of source trainsets: label folder, file name and sha256 of every
+    example, in a fixed order.
 
-    It is a Snakemake ``param`` of the merge rule, so adding, removing or editing examples re-runs the merge; the merge
-    then writes a content-hash manifest, and only a changed manifest makes training run again.
+    It is a Snakemake ``param`` of the merge rule, so adding, removing, relabelling or editing an example re-runs the
+    merge (and, through the manifest, training and everything downstream), while touching a file or copying the
+    trainset elsewhere (new mtimes, same bytes) re-runs nothing. Contents are hashed once: ``cache`` (a JSON file)
+    remembers the hash of each file under its (size, mtime, inode) so that later plans only stat unchanged files.
     """
+    known = _load_hash_cache(cache) if cache is not None else {}
+    fresh: dict[str, list] = {}
     h = hashlib.sha256()
-    for d in classdirs:
+    for i, d in enumerate(classdirs):
         ex = Path(d) / "examples"
-        h.update(str(ex).encode())
+        h.update(f"source {i}\n".encode())  # not the path: a moved or copied project keeps its fingerprints
         if not ex.is_dir():
             continue
         for root, dirs, files in os.walk(ex):
             dirs.sort()
             for fn in sorted(files):
-                if fn.lower().endswith(EXAMPLE_SUFFIXES):
-                    st = os.stat(os.path.join(root, fn))
-                    h.update(f"{os.path.relpath(os.path.join(root, fn), ex)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+                if fn.startswith(".") or not fn.lower().endswith(EXAMPLE_SUFFIXES):
+                    continue
+                path = os.path.join(root, fn)
+                st = os.stat(path)
+                stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+                hit = known.get(path)
+                digest = hit[3] if hit is not None and hit[:3] == stamp else _file_sha256(path)
+                fresh[path] = [*stamp, digest]
+                h.update(f"{os.path.relpath(path, ex)}\0{digest}\n".encode())
+    if cache is not None and any(known.get(k) != v for k, v in fresh.items()):
+        _save_hash_cache(cache, {**known, **fresh})
     return h.hexdigest()[:16]
+
+
+def _file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _load_hash_cache(path: Path) -> dict[str, list]:
+    """The cache is an optimisation only: a missing, unreadable or foreign file counts as empty."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(doc, dict) or doc.get("format") != _HASH_CACHE_FORMAT or not isinstance(doc.get("files"), dict):
+        return {}
+    return {k: v for k, v in doc["files"].items() if isinstance(v, list) and len(v) == 4}
+
+
+def _save_hash_cache(path: Path, files: dict[str, list]) -> None:
+    # gone files are dropped so that the cache does not grow forever
+    files = {k: v for k, v in files.items() if os.path.exists(k)}
+    try:
+        atomic_write_text(path, json.dumps({"format": _HASH_CACHE_FORMAT, "files": files}, separators=(",", ":")))
+    except OSError:  # read-only results folder: plans still work, only slower
+        pass
 
 
 def ensure_link(link: Path, target: Path) -> Path:

@@ -1,17 +1,32 @@
 """Training the blob classifier (spec §8), with anTraX's recipe kept for comparison.
 
-Default recipe (``recipe='default'``), and why it differs from anTraX (spec §14.16):
+Default recipe (``recipe='default'``), and why it differs from anTraX (spec §14.16). Every choice was measured with
+``bench/accuracy_eval.py`` (tracklet-grouped held-out sets and leave-one-experiment-out on the shared real trainset,
+anTraX's aggregation and gates); the runs are in ``bench/results/accuracy_runs.tsv``:
 
 - a **held-out validation split grouped by tracklet** (frames of one tracklet are near-duplicates; an image-level
   split would measure memorisation). Per label, tracklets are ranked by a seeded hash of their key and the first
   ``val_fraction`` of them are held out, so the split is deterministic and mostly stable when examples are added
-  (an incremental run does not validate on tracklets an earlier run trained on);
-- early stopping on the validation loss with the best weights restored; learning rate halved on plateaus;
-- class weights applied as a dict: balanced (N / (C · n_c)), ``Unknown`` × ``unknown_weight`` (default **1**
-  here: anTraX's ×20 was, very likely, never applied by TF 1.15 Keras — it ignored a non-dict class_weight — and
-  makes the model prefer ``Unknown``; the ``antrax`` recipe keeps 20), multi classes × ``multi_weight`` (incl.
-  lowercase ``multi``);
-- one epoch = one pass over the training images (anTraX: 1000 × 32 random draws);
+  (an incremental run does not validate on tracklets an earlier run trained on). Each validation tracklet weighs
+  the same in the validation loss (one 400-frame tracklet flipping would otherwise swing it 3×);
+- architecture ``tagnet`` (:mod:`antrax_pipe.models`): conv-BN-ReLU blocks without anTraX's dropout-before-BN;
+- **epochs of tracklets, not images** (``frames_per_tracklet``, default 8): every epoch draws 8 fresh frames of each
+  training tracklet — frames are near-duplicates, and the few long tracklets would otherwise dominate;
+- a cosine learning-rate schedule over ``epochs`` (the validation loss is too noisy early on to steer the rate
+  with ReduceLROnPlateau, which halved it within the first epochs), early stopping on the validation loss
+  (patience 10) with the best weights restored;
+- augmentation: anTraX's geometric set plus per-channel gain (camera white balance, ±10 %); no hue jitter — tags
+  are colours;
+- **calibration of anTraX's confidence gates** (``calibrate='gates'``): a softmax temperature is chosen on the
+  validation tracklets so that the default aggregation (min_conf 0.9 / 0.99 for short tracklets) gives the most
+  right IDs minus 10 × (wrong IDs + non-ID tracklets given an ID), and folded into the output layer (kernel and
+  bias ÷ t), so the saved model *is* calibrated and inference needs nothing else. ``calibrate='nll'`` is classic
+  temperature scaling; the temperature is in the card (``training.temperature``, ``metrics.calibration``) and is
+  undone before an incremental run trains on, then fitted again;
+- class weights applied as a dict: balanced (N / (C · n_c), over the tracklet draws), ``Unknown`` ×
+  ``unknown_weight`` (default **1** here: anTraX's ×20 was, very likely, never applied by TF 1.15 Keras — it
+  ignored a non-dict class_weight — and makes the model prefer ``Unknown``; the ``antrax`` recipe keeps 20), multi
+  classes × ``multi_weight`` (incl. lowercase ``multi``);
 - BatchNormalization momentum adapted to the epoch length (``1 − 4/steps``, clipped to [0.5, 0.99]): Keras' 0.99
   needs hundreds of steps before the inference-mode statistics settle, and until then a small trainset's validation
   accuracy sits at chance (measured on 4 labels × ~6 tracklets: min accuracy over 4 seeds 0.59 → 0.88);
@@ -43,8 +58,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .aggregation import AggregationParams, ClassRoles, _aggregate
 from .classifier import ClassifierFileError, load_classifier, preprocess_spec, read_card, save_classifier
-from .model import MULTI_CLASSES, UNKNOWN, ClassifierCard
+from .model import ANT_CATEGORY, MULTI_CLASSES, NOANT_CATEGORY, OTHER_CATEGORY, UNKNOWN, ClassifierCard, LabelSet
 from .preprocess import PreprocessSpec
 from .trainset import (
     Example,
@@ -61,6 +77,14 @@ from .trainset import (
 log = logging.getLogger(__name__)
 
 RECIPES: tuple[str, ...] = ("default", "antrax")
+
+# The default recipe (chosen on bench/accuracy_eval.py; runs logged in bench/results/accuracy_runs.tsv).
+DEFAULT_ARCH = "tagnet"
+DEFAULT_FRAMES_PER_TRACKLET = 8
+DEFAULT_LR_SCHEDULE = "cosine"
+DEFAULT_PATIENCE = 10
+DEFAULT_AUG: dict = {"channel_gain_range": 0.1, "saturation_range": 0.3}
+DEFAULT_GATE_PENALTY = 4.0
 
 
 class TrainingError(RuntimeError):
@@ -106,6 +130,10 @@ class AugOptions:
     Shifts are in pixels of the T×T network input when ≥ 1 and fractions of T when < 1 (as ImageDataGenerator);
     shear and rotation in degrees (uniform ±); zoom: each axis scaled by U(1 − z, 1 + z); brightness: pixel values
     multiplied by U(lo, hi); ``horizontal_flip=None`` follows the classifier's ``hsymmetry``.
+    Not in anTraX: ``channel_gain_range`` r multiplies each colour channel by its own U(1 − r, 1 + r) (a camera's
+    white balance; no hue rotation, which would turn one tag colour into another) and ``contrast_range`` c scales
+    pixel deviations from the image mean by U(1 − c, 1 + c); ``saturation_range`` s scales each pixel's deviation from
+    its own grey level by U(1 − s, 1 + s) (paint that is fainter or stronger in another experiment; hue is kept).
     """
 
     width_shift_range: float = 10.0
@@ -116,6 +144,9 @@ class AugOptions:
     brightness_range: tuple[float, float] = (0.9, 1.1)
     horizontal_flip: bool | None = None
     vertical_flip: bool = True
+    channel_gain_range: float = 0.0
+    contrast_range: float = 0.0
+    saturation_range: float = 0.0
 
     _CONVERTERS = {
         "width_shift_range": float,
@@ -126,6 +157,9 @@ class AugOptions:
         "brightness_range": _parse_range,
         "horizontal_flip": lambda v: None if v is None or str(v).lower() == "none" else _parse_bool(v),
         "vertical_flip": _parse_bool,
+        "channel_gain_range": float,
+        "contrast_range": float,
+        "saturation_range": float,
     }
 
     def __post_init__(self) -> None:
@@ -133,6 +167,10 @@ class AugOptions:
             v = getattr(self, k)
             if not math.isfinite(v) or v < 0:
                 raise ValueError(f"aug option {k}={v!r}: must be a finite number ≥ 0")
+        for k in ("channel_gain_range", "contrast_range", "saturation_range"):
+            v = getattr(self, k)
+            if not math.isfinite(v) or not 0 <= v < 1:
+                raise ValueError(f"aug option {k}={v!r}: must be in [0, 1)")
         if self.rotation_range > 180:
             raise ValueError(f"aug option rotation_range={self.rotation_range}: at most 180 degrees")
         if self.shear_range >= 45:
@@ -150,7 +188,7 @@ class AugOptions:
     @classmethod
     def none(cls) -> AugOptions:
         """No augmentation at all."""
-        return cls(0, 0, 0, 0, 0, (1.0, 1.0), False, False)
+        return cls(0, 0, 0, 0, 0, (1.0, 1.0), False, False, 0.0, 0.0, 0.0)
 
     @classmethod
     def parse(cls, value: AugOptions | Mapping | str | None) -> AugOptions:
@@ -235,6 +273,17 @@ def _make_augmenter(aug: AugOptions, target_size: int, hsymmetry: bool, fill: fl
         if (lo, hi) != (1.0, 1.0):
             f = tf.random.uniform((tf.shape(x)[0], 1, 1, 1), lo, hi, seed=seed + 5)
             x = x * f
+        if aug.channel_gain_range:
+            r = aug.channel_gain_range
+            x = x * tf.random.uniform((tf.shape(x)[0], 1, 1, 3), 1 - r, 1 + r, seed=seed + 6)
+        if aug.saturation_range:
+            s_ = aug.saturation_range
+            g = tf.reduce_mean(x, axis=3, keepdims=True)
+            x = g + (x - g) * tf.random.uniform((tf.shape(x)[0], 1, 1, 1), 1 - s_, 1 + s_, seed=seed + 8)
+        if aug.contrast_range:
+            c = aug.contrast_range
+            m = tf.reduce_mean(x, axis=(1, 2, 3), keepdims=True)
+            x = m + (x - m) * tf.random.uniform((tf.shape(x)[0], 1, 1, 1), 1 - c, 1 + c, seed=seed + 7)
         return tf.clip_by_value(x, 0.0, 255.0)
 
     return augment
@@ -378,6 +427,106 @@ def evaluate_split(
     }
 
 
+def _tracklet_draws(idx: np.ndarray, keys: Sequence[str], y: np.ndarray, k: int, epochs: int, epoch_len: int,
+                    seed: int) -> np.ndarray:
+    """Indices (into the full example list) for ``epochs`` epochs of ``epoch_len`` each: per epoch, k frames of every
+    (tracklet, label) group (without replacement where it has ≥ k), topped up / cut to ``epoch_len``, shuffled."""
+    rng = np.random.default_rng(seed)
+    groups: dict[tuple[str, int], list[int]] = {}
+    for i in idx:
+        groups.setdefault((keys[int(i)], int(y[int(i)])), []).append(int(i))
+    members = [np.array(g) for g in groups.values()]
+    out = []
+    for _ in range(epochs):
+        draw = np.concatenate([rng.choice(g, k, replace=len(g) < k) for g in members])
+        rng.shuffle(draw)
+        if len(draw) < epoch_len:
+            draw = np.concatenate([draw, rng.choice(draw, epoch_len - len(draw))])
+        out.append(draw[:epoch_len])
+    return np.concatenate(out)
+
+
+def temper_probs(probs: np.ndarray, t: float) -> np.ndarray:
+    """Softmax probabilities at temperature t: p^(1/t) renormalised (= softmax(logits / t))."""
+    lp = np.log(np.clip(np.asarray(probs, np.float64), 1e-30, 1.0)) / t
+    lp -= lp.max(axis=1, keepdims=True)
+    e = np.exp(lp)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _nll(probs: np.ndarray, y: np.ndarray) -> float:
+    return float(-np.log(np.clip(np.asarray(probs, np.float64)[np.arange(len(y)), y], 1e-30, 1)).mean())
+
+
+def fit_temperature(probs: np.ndarray, y: np.ndarray, grid: Sequence[float] | None = None) -> float:
+    """Temperature scaling (Guo et al. 2017): the t minimising the NLL of held-out (validation) labels. Applied to a
+    model's softmax it changes confidences, never the argmax — it calibrates anTraX's confidence gates (min_conf)."""
+    if len(y) == 0:
+        return 1.0
+    grid = grid if grid is not None else np.exp(np.linspace(np.log(0.5), np.log(8.0), 57))
+    losses = [_nll(temper_probs(probs, t), y) for t in grid]
+    return float(grid[int(np.argmin(losses))])
+
+
+def gate_labelset(classes: Sequence[str]) -> LabelSet:
+    """Label roles for calibrating without labels.csv: ``Unknown`` is 'other', classes named like ``NoAnt`` (any case)
+    non-ant, multi classes multi, every other class an ID (anTraX's usual labels.csv)."""
+    ids = tuple(c for c in classes if c != UNKNOWN and c not in MULTI_CLASSES and c.lower() != "noant")
+    return LabelSet({ANT_CATEGORY: ids, NOANT_CATEGORY: tuple(c for c in classes if c.lower() == "noant"),
+                     OTHER_CATEGORY: (UNKNOWN,) if UNKNOWN in classes else ()})
+
+
+def gate_outcomes(probs: np.ndarray, y: np.ndarray, keys: Sequence[str], classes: Sequence[str],
+                  params: AggregationParams | None = None) -> dict:
+    """Tracklet outcomes under anTraX's aggregation rule (default gates): ID tracklets given the right / a wrong ID /
+    no ID, and non-ID tracklets given an ID (anTraX eLife Table 2)."""
+    labels = gate_labelset(classes)
+    ids = set(labels.ant_labels)
+    roles = ClassRoles.build(classes, labels)
+    params = params or AggregationParams()
+    groups: dict[tuple[str, int], list[int]] = {}
+    for i, (k, c) in enumerate(zip(keys, y)):
+        groups.setdefault((k, int(c)), []).append(i)
+    out = {"right": 0, "wrong": 0, "none": 0, "non_id": 0, "non_id_given": 0}
+    for (k, c), idx in groups.items():
+        got = _aggregate(probs[idx], roles, params, None, k).label
+        truth = classes[c]
+        if truth in ids:
+            out["right" if got == truth else ("wrong" if got in ids else "none")] += 1
+        else:
+            out["non_id"] += 1
+            out["non_id_given"] += got in ids
+    return out
+
+
+def fit_gate_temperature(probs: np.ndarray, y: np.ndarray, keys: Sequence[str], classes: Sequence[str],
+                         penalty: float = 10.0, grid: Sequence[float] | None = None) -> tuple[float, dict]:
+    """The softmax temperature that makes anTraX's confidence gates (min_conf 0.9, 0.99 for short tracklets) work
+    best on the validation tracklets: maximise (right IDs) − penalty · (wrong IDs + non-ID tracklets given an ID).
+    Ties → the temperature closest to 1. Returns (t, outcomes at t)."""
+    grid = grid if grid is not None else np.exp(np.linspace(np.log(0.25), np.log(4.0), 33))
+    best = None
+    for t in grid:
+        o = gate_outcomes(temper_probs(probs, t).astype(np.float32), y, keys, classes)
+        score = o["right"] - penalty * (o["wrong"] + o["non_id_given"])
+        cand = (score, -abs(np.log(t)))
+        if best is None or cand > best[0]:
+            best = (cand, float(t), o)
+    return best[1], best[2]
+
+
+def _fold_temperature(model, t: float) -> bool:
+    """Divide the logits of the final softmax Dense layer by t (kernel and bias /= t): the saved model then *is*
+    the calibrated one and inference needs nothing extra. False when the model does not end in such a layer."""
+    import keras
+
+    last = model.layers[-1] if model.layers else None
+    if not isinstance(last, keras.layers.Dense) or getattr(last.activation, "__name__", "") != "softmax":
+        return False
+    last.set_weights([w / t for w in last.get_weights()])
+    return True
+
+
 def _fmt(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
@@ -397,7 +546,7 @@ def train_classifier(
     name: str = "classifier",
     scratch: bool = False,
     epochs: int | None = None,
-    arch: str = "small",
+    arch: str | None = None,
     target_size: int | None = None,
     hsymmetry: bool = False,
     aug_options: AugOptions | Mapping | str | None = None,
@@ -411,7 +560,7 @@ def train_classifier(
     recipe: str = "default",
     output: str | os.PathLike | None = None,
     examples: Sequence[Example] | None = None,
-    patience: int = 5,
+    patience: int | None = None,
     learning_rate: float | None = None,
     steps_per_epoch: int | None = None,
     unknown_weight: float | None = None,
@@ -420,6 +569,11 @@ def train_classifier(
     crop_size: int | None = None,
     background: str = "white",
     bn_momentum: float | None = None,
+    label_smoothing: float | None = None,
+    frames_per_tracklet: int | None = None,
+    calibrate: bool | str | None = None,
+    lr_schedule: str | None = None,
+    gate_penalty: float | None = None,
 ) -> ClassifierCard:
     """Train ``<classdir>/<name>.h5`` (or ``output``) on ``<classdir>/examples`` and return the saved card.
 
@@ -427,7 +581,11 @@ def train_classifier(
     model exists yet; when continuing, ``arch``/``target_size``/``hsymmetry``/``crop_size``/``background``/``modelfile``
     come from the stored model (differences are logged). ``examples`` overrides the examples used (e.g. to leave an
     experiment out). ``progress`` receives one line per epoch and per phase (default: this module's logger).
-    ``epochs``/``val_fraction``/``steps_per_epoch``/``unknown_weight`` default per recipe (see the module doc).
+    ``arch``/``epochs``/``val_fraction``/``steps_per_epoch``/``unknown_weight``/``patience``/``frames_per_tracklet``/
+    ``lr_schedule``/``aug_options``/``calibrate`` default per recipe (see the module doc; ``arch`` None → ``tagnet``,
+    or ``small`` for ``recipe='antrax'``). ``label_smoothing`` (default 0) caps the softmax below anTraX's 0.99 gate
+    for short tracklets — measured worse. ``gate_penalty``: cost of a wrong / non-ID assignment, in right
+    assignments, when ``calibrate='gates'`` picks the temperature.
     ``learning_rate``: Adam's initial rate for a new model (default 1e-3); a continued model keeps its stored
     optimizer (rate and state) unless a rate is given.
     """
@@ -444,9 +602,27 @@ def train_classifier(
     unknown_weight = float(unknown_weight if unknown_weight is not None else (20.0 if is_antrax else 1.0))
     if steps_per_epoch is None and is_antrax:
         steps_per_epoch = 1000
+    label_smoothing = float(label_smoothing if label_smoothing is not None else 0.0)
+    if not 0 <= label_smoothing < 1:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+    arch = arch or ("small" if is_antrax else DEFAULT_ARCH)
+    patience = int(patience if patience is not None else (10 if is_antrax else DEFAULT_PATIENCE))
+    if frames_per_tracklet is None and not is_antrax:
+        frames_per_tracklet = DEFAULT_FRAMES_PER_TRACKLET
+    if frames_per_tracklet is not None and int(frames_per_tracklet) < 1:
+        raise ValueError(f"frames_per_tracklet must be ≥ 1, got {frames_per_tracklet}")
+    calibrate = calibrate if calibrate is not None else (not is_antrax)
+    gate_penalty = float(gate_penalty if gate_penalty is not None else DEFAULT_GATE_PENALTY)
+    if not gate_penalty > 0:
+        raise ValueError(f"gate_penalty must be > 0, got {gate_penalty}")
+    if calibrate not in (True, False, "gates", "nll"):
+        raise ValueError(f"calibrate must be true/false, 'gates' or 'nll', got {calibrate!r}")
+    lr_schedule = lr_schedule or ("plateau" if is_antrax else DEFAULT_LR_SCHEDULE)
+    if lr_schedule not in ("plateau", "cosine"):
+        raise ValueError(f"lr_schedule must be 'plateau' or 'cosine', got {lr_schedule!r}")
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be ≥ 1 (got {epochs}, {batch_size})")
-    aug = AugOptions.parse(aug_options)
+    aug = AugOptions.parse(aug_options if aug_options is not None or is_antrax else DEFAULT_AUG)
 
     # ---- trainset ------------------------------------------------------------------------------------------------
     classdir = resolve_classdir(classdir)
@@ -481,6 +657,9 @@ def train_classifier(
     tr_idx, va_idx, split_warn = grouped_split(examples, val_fraction, seed)
     for w in split_warn:
         say(f"warning: {w}")
+    if frames_per_tracklet and not is_antrax:
+        n_trk = len({(keys_all[i], int(y_all[i])) for i in tr_idx})
+        steps_per_epoch = steps_per_epoch or max(1, math.ceil(n_trk * int(frames_per_tracklet) / batch_size))
     steps = steps_per_epoch or math.ceil(len(tr_idx) / batch_size)
     if bn_momentum is None:  # moving-average horizon 1/(1-m) ≈ a quarter of an epoch (Keras' 0.99 needs ≥400 steps)
         bn_momentum = 0.99 if is_antrax else float(np.clip(1 - 4 / max(steps, 1), 0.5, 0.99))
@@ -521,8 +700,16 @@ def train_classifier(
         if is_antrax:  # anTraX recompiled before every fit: fresh Adam
             model.compile(optimizer=keras.optimizers.Adam(learning_rate or 1e-3), loss="categorical_crossentropy",
                           metrics=["accuracy"])
-        elif learning_rate is not None:
-            model.optimizer.learning_rate.assign(learning_rate)
+        else:
+            if learning_rate is not None:
+                model.optimizer.learning_rate.assign(learning_rate)
+            if label_smoothing:  # the stored compile config has plain cross-entropy; keep the optimizer (and state)
+                model.compile(optimizer=model.optimizer,
+                              loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+                              metrics=["accuracy"])
+        prev_t = float(previous.training.get("temperature") or 1.0)
+        if prev_t != 1.0:  # train on the uncalibrated logits; calibrated again below
+            _fold_temperature(model, 1.0 / prev_t)
         say(f"continuing {model_path} ({arch}, T={spec.target_size}, {len(classes)} classes)")
     else:
         from .models import build_model
@@ -532,7 +719,8 @@ def train_classifier(
         normalize = not is_antrax
         model = build_model(arch, len(classes), t, modelfile=modelfile, normalize=normalize,
                             bn_momentum=bn_momentum)
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate or 1e-3), loss="categorical_crossentropy",
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate or 1e-3),
+                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
                       metrics=["accuracy"])
         say(f"new {arch} model, T={t}, {len(classes)} classes, {model.count_params():,} parameters")
 
@@ -562,14 +750,42 @@ def train_classifier(
     def _train_map(xb, yb, wb):
         return augment(tf.cast(xb, tf.float32)), tf.one_hot(yb, n_classes), wb
 
-    ds = tf.data.Dataset.from_tensor_slices((x_tr, y_tr, w_tr)).shuffle(len(x_tr), seed=seed,
-                                                                        reshuffle_each_iteration=True)
-    if steps_per_epoch:
-        ds = ds.repeat()
-    ds = ds.batch(batch_size).map(_train_map, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2).with_options(opts)
+    if frames_per_tracklet and not is_antrax:
+        # Each epoch draws ``frames_per_tracklet`` frames of every training tracklet afresh (with replacement only
+        # for shorter tracklets): frames of a tracklet are near-duplicates, so this weights tracklets, not images,
+        # and shows the model different frames every epoch at a fixed, small epoch cost.
+        order = _tracklet_draws(tr_idx, keys_all, y_all, int(frames_per_tracklet), epochs, steps * batch_size, seed)
+        x_const = tf.constant(x_tr)
+        pos = {int(g): j for j, g in enumerate(tr_idx)}
+        order = np.array([pos[int(g)] for g in order], dtype=np.int64)
+        cw = class_weights(y_tr[order[: steps * batch_size]], classes, unknown_weight, multi_weight,
+                           balanced=class_weighting == "balanced")
+        w_tr = np.array([cw[int(c)] for c in y_tr], dtype=np.float32)
+        y_const, w_const = tf.constant(y_tr), tf.constant(w_tr)
+
+        def _draw_map(ib):
+            return _train_map(tf.gather(x_const, ib), tf.gather(y_const, ib), tf.gather(w_const, ib))
+
+        ds = tf.data.Dataset.from_tensor_slices(order).batch(batch_size).map(_draw_map,
+                                                                               num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.prefetch(2).with_options(opts)
+        steps_per_epoch = steps
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((x_tr, y_tr, w_tr)).shuffle(len(x_tr), seed=seed,
+                                                                            reshuffle_each_iteration=True)
+        if steps_per_epoch:
+            ds = ds.repeat()
+        ds = ds.batch(batch_size).map(_train_map, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2).with_options(opts)
     val_ds = None
     if has_val:
         w_va = np.array([cw[int(c)] for c in y_va], dtype=np.float32)
+        if frames_per_tracklet and not is_antrax:
+            # each validation tracklet weighs the same (else one 400-frame tracklet flipping swings the loss)
+            n_of: dict[tuple[str, int], int] = {}
+            for i in va_idx:
+                n_of[(keys_all[i], int(y_all[i]))] = n_of.get((keys_all[i], int(y_all[i])), 0) + 1
+            per = np.array([n_of[(keys_all[i], int(y_all[i]))] for i in va_idx], dtype=np.float32)
+            w_va = w_va * (len(va_idx) / len(n_of)) / per
         val_ds = (
             tf.data.Dataset.from_tensor_slices((x_va, y_va, w_va))
             .batch(256)
@@ -584,8 +800,13 @@ def train_classifier(
         plateau = keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=5, min_lr=1e-4)
     else:
         stopper = keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True)
-        plateau = keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=max(1, patience // 2),
-                                                    min_lr=1e-5)
+        if lr_schedule == "cosine":  # a fixed schedule: the validation loss is too noisy early on to steer the rate
+            lr_start = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+            plateau = keras.callbacks.LearningRateScheduler(
+                lambda e, lr: lr_start * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * e / epochs))))
+        else:
+            plateau = keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5,
+                                                        patience=max(1, patience // 2), min_lr=1e-5)
     history: list[dict] = []
     epoch_t = [time.time()]
 
@@ -618,6 +839,27 @@ def train_classifier(
     if not is_antrax:
         say(f"best epoch {best_epoch} ({monitor}); weights of that epoch kept")
 
+    # ---- calibrate -----------------------------------------------------------------------------------------------
+    temperature = 1.0
+    calibration: dict = {}
+    if calibrate and has_val and not is_antrax:
+        p_va = _predict(model, x_va)
+        k_va = [keys_all[i] for i in va_idx]
+        if calibrate == "nll":
+            temperature = fit_temperature(p_va, y_va)
+        else:
+            temperature, _ = fit_gate_temperature(p_va, y_va, k_va, classes, penalty=gate_penalty)
+        calibration = {"method": "gates" if calibrate != "nll" else "nll", "temperature": temperature,
+                       "penalty": gate_penalty if calibrate != "nll" else None,
+                       "before": gate_outcomes(p_va, y_va, k_va, classes),
+                       "after": gate_outcomes(temper_probs(p_va, temperature).astype(np.float32), y_va, k_va, classes),
+                       "nll_before": _nll(p_va, y_va), "nll_after": _nll(temper_probs(p_va, temperature), y_va)}
+        if temperature != 1.0 and _fold_temperature(model, temperature):
+            say(f"calibrated ({calibration['method']}): softmax temperature {temperature:.3g}, folded into the output "
+                f"layer; validation tracklets {calibration['before']} → {calibration['after']}")
+        else:
+            temperature = 1.0
+
     # ---- evaluate ------------------------------------------------------------------------------------------------
     metrics: dict = {}
     if has_val:
@@ -625,6 +867,8 @@ def train_classifier(
         val.update({"split": "tracklet", "val_fraction": val_fraction, "seed": seed,
                     "val_tracklets": sorted({keys_all[i] for i in va_idx})})
         metrics["validation"] = val
+        if calibration:
+            metrics["calibration"] = calibration
         say(
             f"validation (held-out tracklets): image accuracy {_fmt(val['image_accuracy'])}, "
             f"tracklet accuracy {_fmt(val['tracklet_accuracy'])} "
@@ -648,6 +892,10 @@ def train_classifier(
         "batch_size": batch_size,
         "steps_per_epoch": steps_per_epoch,
         "bn_momentum": round(bn_momentum, 4) if not incremental else None,
+        "label_smoothing": label_smoothing,
+        "lr_schedule": lr_schedule if not is_antrax else "plateau(loss)",
+        "frames_per_tracklet": int(frames_per_tracklet) if frames_per_tracklet else None,
+        "temperature": round(temperature, 6),
         "learning_rate": lr0,
         "seed": seed,
         "val_fraction": val_fraction,

@@ -284,6 +284,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "epochs_run": tr.get("epochs_run"), "best_epoch": tr.get("best_epoch"),
             "temperature": tr.get("temperature", ""), "train_s": round(train_s, 1), "threads": a.threads,
             "val_image_acc": val.get("image_accuracy", ""), "val_tracklet_acc": val.get("tracklet_accuracy", ""),
+            "recipe_resolved": json.dumps({k: tr.get(k) for k in (
+                "arch", "frames_per_tracklet", "lr_schedule", "label_smoothing", "unknown_weight", "patience",
+                "epochs", "bn_momentum")} | {"aug": {k: v for k, v in tr.get("aug_options", {}).items() if v},
+                "calibration": {k: card.metrics.get("calibration", {}).get(k) for k in ("method", "penalty")}},
+                sort_keys=True),
             **{k: m[k] for k in ("n_images", "n_tracklets", "image_acc", "tracklet_acc", "n_id_tracklets", "id_error",
                                  "assigned", "n_nonid_tracklets", "nonid_given_id")},
         })

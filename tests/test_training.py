@@ -60,7 +60,7 @@ def trained(subset, tmp_path_factory) -> tuple[Path, ClassifierCard, list[str]]:
     lines: list[str] = []
     card = train_classifier(
         cd, scratch=True, epochs=10, patience=10, target_size=32, val_fraction=0.3, seed=0, progress=lines.append,
-        threads=2,
+        threads=2, frames_per_tracklet=24,
     )
     return cd, card, lines
 
@@ -99,6 +99,13 @@ def test_learns_on_held_out_tracklets(trained):
     assert card.classes == LABELS and card.target_size == 32 and card.preprocessing["target_size"] == 32
     assert card.training["normalization"] == "in_model"
     assert card.training["class_weights"]["BB"] > 0
+    # default recipe: tagnet, tracklet-balanced epochs, cosine rate, gate calibration recorded in the card
+    tr = card.training
+    assert card.arch == "tagnet" and tr["frames_per_tracklet"] == 24 and tr["lr_schedule"] == "cosine"
+    assert tr["aug_options"]["channel_gain_range"] == 0.1 and tr["aug_options"]["saturation_range"] == 0.3
+    cal = card.metrics["calibration"]
+    assert cal["method"] == "gates" and cal["temperature"] == pytest.approx(tr["temperature"], rel=1e-4)
+    assert sum(cal["after"][k] for k in ("right", "wrong", "none")) + cal["after"]["non_id"] == val["n_tracklets"]
 
 
 def test_incremental_continues_with_optimizer_state(trained, tmp_path):
@@ -107,12 +114,18 @@ def test_incremental_continues_with_optimizer_state(trained, tmp_path):
     it0 = int(model0.optimizer.iterations.numpy())
     assert it0 > 0
     card = train_classifier(cd, epochs=1, seed=1, arch="wide", progress=lambda s: None)
-    assert card.training["incremental"] is True and card.arch == "small"  # arch of the stored model wins
+    assert card.training["incremental"] is True and card.arch == "tagnet"  # arch of the stored model wins
     assert len(card.training["previous_runs"]) == 1
     assert card.training["previous_runs"][0]["trainset_hash"] == card0.trainset_hash
     model1, _ = load_classifier(cd / "classifier.h5")
-    steps = int(np.ceil(card.training["n_train_images"] / 32))
+    # default recipe: an epoch draws 8 frames of every training tracklet
+    n_trk = len({k for k in card.metrics["validation"]["val_tracklets"]})
+    n_train_trk = len({e.tracklet_key for e in list_examples(cd)}) - n_trk
+    steps = int(np.ceil(n_train_trk * 8 / 32))
+    assert card.training["steps_per_epoch"] == steps
     assert int(model1.optimizer.iterations.numpy()) == it0 + steps
+    # the stored model is calibrated again (temperature folded into the output layer, not compounded)
+    assert card.training["temperature"] > 0
     # the validation split is the same tracklets as before (seeded by tracklet key, not by run)
     assert card.metrics["validation"]["val_tracklets"] != []
 
@@ -194,6 +207,9 @@ def test_aug_options_parse_and_validate():
         AugOptions.parse("zoom_range")
     with pytest.raises(ValueError, match="not a boolean"):
         AugOptions.parse("vertical_flip=maybe")
+    assert AugOptions.parse("channel_gain_range=0.1,contrast_range=0.2").channel_gain_range == 0.1
+    with pytest.raises(ValueError, match="channel_gain_range=1.5: must be in"):
+        AugOptions.parse({"channel_gain_range": 1.5})
 
 
 def test_augmenter_keeps_shape_range_and_background():
@@ -247,6 +263,58 @@ def test_grouped_split_by_tracklet():
 # ---------------------------------------------------------------------------------------------------- models
 
 
+def test_temperature_fit_fold_and_gates():
+    import keras
+
+    from antrax_pipe.models import build_model
+    from antrax_pipe.training import (
+        _fold_temperature,
+        fit_gate_temperature,
+        fit_temperature,
+        gate_outcomes,
+        temper_probs,
+    )
+
+    rng = np.random.default_rng(0)
+    # over-confident predictions (right 70 % of the time, always p≈0.999) → NLL temperature > 1
+    y = rng.integers(0, 4, 400)
+    pred = np.where(rng.random(400) < 0.7, y, (y + 1) % 4)
+    p = np.full((400, 4), 0.001 / 3)
+    p[np.arange(400), pred] = 0.999
+    t = fit_temperature(p, y)
+    assert t > 2 and temper_probs(p, t).argmax(1).tolist() == pred.tolist()
+    # folding into the output Dense gives exactly the tempered softmax
+    m = build_model("tagnet", 3, 16)
+    x = rng.uniform(0, 255, (5, 16, 16, 3)).astype(np.float32)
+    before = np.asarray(m.predict_on_batch(x))
+    assert _fold_temperature(m, 2.5)
+    np.testing.assert_allclose(np.asarray(m.predict_on_batch(x)), temper_probs(before, 2.5), atol=1e-5)
+    assert not _fold_temperature(keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)]), 2.0)
+    # gates: two ID tracklets at 0.8 confidence are not assigned at t=1 but are once sharpened; a NoAnt tracklet
+    # whose frames lean to an ID is never given one because the penalty outweighs it
+    classes = ["AA", "BB", "NoAnt", "Unknown"]
+    probs = np.array([[0.8, 0.1, 0.05, 0.05]] * 6 + [[0.1, 0.8, 0.05, 0.05]] * 6 + [[0.45, 0.1, 0.4, 0.05]] * 6)
+    yy = np.array([0] * 6 + [1] * 6 + [2] * 6)
+    keys = ["a"] * 6 + ["b"] * 6 + ["c"] * 6
+    o = gate_outcomes(probs.astype(np.float32), yy, keys, classes)
+    assert o == {"right": 0, "wrong": 0, "none": 2, "non_id": 1, "non_id_given": 0}
+    t, o = fit_gate_temperature(probs, yy, keys, classes, penalty=10)
+    assert t < 1 and o["right"] == 2 and o["non_id_given"] == 0
+
+
+def test_tracklet_draws_balance_tracklets():
+    from antrax_pipe.training import _tracklet_draws
+
+    keys = ["long"] * 100 + ["short"] * 3
+    y = np.zeros(103, int)
+    order = _tracklet_draws(np.arange(103), keys, y, k=8, epochs=3, epoch_len=16, seed=0)
+    assert len(order) == 48
+    for e in range(3):
+        ep = order[e * 16:(e + 1) * 16]
+        assert (ep >= 100).sum() == 8 and len(set(ep[ep < 100].tolist())) == 8  # 8 distinct frames of the long one
+    assert len({tuple(order[:16]), tuple(order[16:32])}) == 2  # a fresh draw every epoch
+
+
 def test_build_model_architectures(tmp_path):
     import keras
 
@@ -260,6 +328,11 @@ def test_build_model_architectures(tmp_path):
     wide = build_model("wide", 3, 22)
     assert [layer.filters for layer in wide.layers if isinstance(layer, keras.layers.Conv2D)] == [128, 256, 512]
     assert build_model("large", 3, 46).get_layer("flatten").output.shape[-1] == 256
+    tag = build_model("tagnet", 18, 48)
+    assert tag.output_shape == (None, 18) and tag.get_layer("flatten").output.shape[-1] == 3 * 3 * 128
+    assert not any(isinstance(layer, keras.layers.Dropout) for layer in tag.layers[:-3])  # no dropout→BN shift
+    with pytest.raises(ModelBuildError, match="'tagnet' needs a target size of at least 16 px"):
+        build_model("tagnet", 3, 15)
     with pytest.raises(ModelBuildError, match="'large' needs a target size of at least 46 px, got 45"):
         build_model("large", 3, 45)
     with pytest.raises(ModelBuildError, match="'small' needs a target size of at least 22 px, got 21"):

@@ -25,8 +25,8 @@ SNAKEFILE = REPO / "workflow" / "Snakefile"
 
 def make_workdir(tmp: Path, epochs: int = 4, **overrides) -> Path:
     """A working directory with the demo experiments and the default config (fewer epochs: tests check the chain,
-    not the accuracy)."""
-    shutil.copytree(REPO / "demo", tmp / "demo")
+    not the accuracy). Outputs of earlier demo runs in the checkout (autoids, provenance) are not copied."""
+    shutil.copytree(REPO / "demo", tmp / "demo", ignore=shutil.ignore_patterns("autoids_*", "antrax-pipe"))
     (tmp / "config").mkdir()
     shutil.copy(REPO / "config" / "experiments.tsv", tmp / "config" / "experiments.tsv")
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())

@@ -1,9 +1,12 @@
 # Input functions and the plan: which experiments, movies and classifiers the config describes.
 # The logic lives in antrax_pipe.plan (plain Python, tested); this file only wires it into Snakemake.
+import os
 from pathlib import Path
 
+from snakemake.logging import logger
 from snakemake.utils import validate, min_version
 
+from antrax_pipe.pipeline import failure_report
 from antrax_pipe.plan import (
     ensure_link,
     plan_classifiers,
@@ -13,6 +16,10 @@ from antrax_pipe.plan import (
 )
 
 min_version("9.0")
+
+# LSF (profiles/lsf): request memory per job, rusage[mem=<mem_mb>], as SLURM's --mem does; the plugin's default
+# divides mem_mb by the job's cores. Read when the executor starts, i.e. after this file; an exported value wins.
+os.environ.setdefault("SNAKEMAKE_LSF_MEMFMT", "perjob")
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -45,15 +52,27 @@ wildcard_constraints:
     model=r"[^/]+",
 
 
+def portable(path):
+    """Paths inside the working directory as relative paths: inputs and params are recorded by Snakemake, so a
+    project moved or copied elsewhere (same content) must not look changed."""
+    p = Path(path).absolute()
+    return str(p.relative_to(BASE)) if p.is_relative_to(BASE) else str(p)
+
+
+def truth_files():
+    return [portable(e.truth) for e in EXPS.values() if e.truth]
+
+
 def session_path(exp, *parts):
-    return str(Path(RESULTS, "sessions", exp, *parts))
+    # plain strings: input functions run once per job, thousands of times per plan
+    return "/".join((RESULTS, "sessions", exp, *parts))
 
 
 def classifier_file(clf):
     c = CLFS[clf]
     if c.trained_here:
         return f"{RESULTS}/classifiers/{clf}/{c.model_name}.h5"
-    return str(c.file)
+    return portable(c.file)
 
 
 def all_autoids():
@@ -75,8 +94,6 @@ def movie_images(wildcards):
 
 
 def movie_passed(wildcards):
-    if not config["aggregate"]["usepassed"]:
-        return []
     mi = EXPS[wildcards.exp].movies[int(wildcards.movie)]
     return [session_path(wildcards.exp, "images", p.name) for p in mi.passed_parts]
 
@@ -86,15 +103,49 @@ def exp_classifier(wildcards):
 
 
 def trainset_sources(wildcards):
-    return [str(p) for p in CLFS[wildcards.clf].sources]
+    return [portable(p) for p in CLFS[wildcards.clf].sources]
 
 
 def trainset_params(wildcards):
     # With sources the examples folder is rebuilt from them (a product); without, the classdir's own examples are
-    # the trainset. Either way only what the trainset is made of is fingerprinted.
+    # the trainset. Either way only what the trainset is made of is fingerprinted, by content (a touched example
+    # re-runs nothing); the cache keeps hashes of unchanged files between runs.
     c = CLFS[wildcards.clf]
-    return trainset_fingerprint(c.sources or [c.classdir])
+    return trainset_fingerprint(
+        c.sources or [c.classdir],
+        cache=Path(RESULTS) / ".cache" / "example-hashes.json",
+    )
 
 
 def train_options(wildcards):
     return dict(config["train"], **CLFS[wildcards.clf].train)
+
+
+def report_experiments():
+    """What the report (and the failure report) needs to know of each experiment."""
+    return {
+        e.name: {
+            "session_link": session_path(e.name),
+            "session": e.experiment.session,
+            "movies": sorted(e.movies),
+            "classifier": classifier_file(e.classifier),
+            "truth": portable(e.truth) if e.truth else None,
+        }
+        for e in EXPS.values()
+    }
+
+
+def write_failure_report():
+    """onerror: the report lists the movies without autoids and why (from their job logs); never masks the error."""
+    try:
+        out = failure_report(
+            report_experiments(),
+            report_html(),
+            config["aggregate"],
+            Path(RESULTS) / "logs",
+        )
+    except Exception as exc:
+        logger.warning(f"antrax-pipe: could not write the failure report: {exc}")
+    else:
+        if out is not None:
+            logger.warning(f"antrax-pipe: report with the failed movies: {out}")

@@ -3,7 +3,7 @@ rule report:
     input:
         autoids=all_autoids(),
         classifiers=lambda wc: sorted({classifier_file(c) for c in CLFS}),
-        truth=[str(e.truth) for e in EXPS.values() if e.truth],
+        truth=truth_files(),
     output:
         html=report(
             f"{RESULTS}/report/report.html",
@@ -16,17 +16,11 @@ rule report:
         f"{RESULTS}/benchmarks/report.tsv"
     conda:
         "../envs/antrax-pipe.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=30,
     params:
-        experiments=lambda wc: {
-            e.name: {
-                "session_link": session_path(e.name),
-                "session": e.experiment.session,
-                "movies": sorted(e.movies),
-                "classifier": classifier_file(e.classifier),
-                "truth": str(e.truth) if e.truth else None,
-            }
-            for e in EXPS.values()
-        },
+        experiments=lambda wc: report_experiments(),
         aggregate=config["aggregate"],
     script:
         "../scripts/report.py"

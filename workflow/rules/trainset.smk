@@ -8,6 +8,9 @@ rule trainset:
         f"{RESULTS}/benchmarks/trainset/{{clf}}.tsv"
     conda:
         "../envs/antrax-pipe.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=60,
     params:
         sources=trainset_sources,
         fingerprint=trainset_params,

@@ -1,4 +1,4 @@
-"""Rule aggregate: tracklet labels from per-frame probabilities -> labels/autoids_<m>.csv."""
+"""Rule aggregate: tracklet labels from per-frame probabilities -> labels/autoids_<m>.csv (+ its provenance)."""
 
 import sys
 from pathlib import Path
@@ -17,4 +17,5 @@ with stage_logging(snakemake.log[0]):
         autoids_out=snakemake.output.autoids,
         params=snakemake.params.aggregate,
         passed_files=list(snakemake.input.passed),
+        provenance_out=snakemake.output.provenance,
     )

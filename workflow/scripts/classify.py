@@ -14,7 +14,7 @@ with stage_logging(snakemake.log[0]):
     classify_stage(
         images=list(snakemake.input.images),
         classifier=snakemake.input.classifier,
-        labels_file=snakemake.input.labels,
+        labels_file=snakemake.params.labels,
         probs_out=snakemake.output.probs,
         batch_size=snakemake.params.batch_size,
         threads=snakemake.threads,
