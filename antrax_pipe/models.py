@@ -1,4 +1,6 @@
-"""CNN architectures of anTraX (spec §7), as Keras 3 Sequential models. Imports TensorFlow/Keras: use only for TF work.
+"""CNN architectures of anTraX (spec §7) and our ``tagnet``, as Keras 3 Sequential models.
+
+Imports TensorFlow/Keras: use only for TF work.
 
 Difference from anTraX: the model starts with a normalisation layer (``Rescaling(1/255)``; ``[-1, 1]`` for
 MobileNetV2), so every model takes the same input — float32 0–255 from :func:`antrax_pipe.preprocess.preprocess` —
@@ -21,10 +23,10 @@ _BLOCKS: dict[str, tuple[int, ...]] = {
 }
 
 
-# ``tagnet`` (ours, not anTraX's): conv → BN → ReLU → maxpool blocks with no dropout inside them, then
-# flatten → dropout → dense. anTraX's blocks put Dropout before the next block's BatchNormalization, whose inference-mode
-# statistics then differ from training ones ("variance shift"): the validation loss of 'small' spikes by 10× from one
-# epoch to the next. Flatten (not global pooling) keeps *where* each colour is (BG ≠ GB).
+# ``tagnet`` (ours, not anTraX's): conv → BN → ReLU → maxpool blocks with no dropout inside them (anTraX's blocks
+# put Dropout before the next BatchNormalization, whose inference statistics then differ from training's), then
+# flatten → dropout → dense. Flatten, not global pooling: *where* each colour sits matters (BG ≠ GB). Measured
+# in bench/results/accuracy_notes.md (with the default recipe: held-out image accuracy 0.78 → 0.87).
 _TAGNET_WIDTHS: tuple[int, ...] = (32, 64, 128, 128)
 
 
@@ -60,11 +62,13 @@ def build_model(
 
     ``arch``: ``small`` | ``wide`` | ``large`` (anTraX's Sequential CNNs), ``MobileNetV2`` (``modelfile`` = optional
     local ImageNet weights file, else random init and fully trainable; with weights the base is frozen, as in anTraX),
-    ``custom`` (``modelfile`` = Keras model JSON). For anTraX compatibility an ``arch`` that is a path to a ``.json``
-    file is taken as ``custom``. ``bn_momentum`` (Keras default 0.99, as anTraX) is the BatchNormalization
-    moving-average momentum: with 0.99 the inference-mode statistics need several hundred steps to settle, which a
-    small trainset never gets (validation accuracy then sits at chance); the default training recipe adapts it to
-    the number of steps per epoch.
+    ``custom`` (``modelfile`` = Keras model JSON), ``tagnet`` (ours, the default recipe's: conv-BN-ReLU-maxpool
+    blocks of 32/64/128/128 filters, flatten, dropout, dense; 4× fewer parameters than ``small`` at T=48 and a better
+    held-out accuracy, see ``bench/results/accuracy_notes.md``). For anTraX compatibility an ``arch`` that is a path
+    to a ``.json`` file is taken as ``custom``. ``bn_momentum`` (Keras default 0.99, as anTraX) is the
+    BatchNormalization moving-average momentum: with 0.99 the inference-mode statistics need several hundred steps
+    to settle, which a small trainset never gets (validation accuracy then sits at chance); the default training
+    recipe adapts it to the number of steps per epoch.
     """
     import keras
 

@@ -9,7 +9,8 @@ anTraX's aggregation and gates); the runs are in ``bench/results/accuracy_runs.t
   ``val_fraction`` of them are held out, so the split is deterministic and mostly stable when examples are added
   (an incremental run does not validate on tracklets an earlier run trained on). Each validation tracklet weighs
   the same in the validation loss (one 400-frame tracklet flipping would otherwise swing it 3×);
-- architecture ``tagnet`` (:mod:`antrax_pipe.models`): conv-BN-ReLU blocks without anTraX's dropout-before-BN;
+- architecture ``tagnet`` (:mod:`antrax_pipe.models`): conv-BN-ReLU blocks without anTraX's dropout-before-BN, at
+  T = 64 unless ``target_size`` is given (anTraX: the first example's size, arbitrary when sizes are mixed);
 - **epochs of tracklets, not images** (``frames_per_tracklet``, default 8): every epoch draws 8 fresh frames of each
   training tracklet — frames are near-duplicates, and the few long tracklets would otherwise dominate;
 - a cosine learning-rate schedule over ``epochs`` (the validation loss is too noisy early on to steer the rate
@@ -80,6 +81,7 @@ RECIPES: tuple[str, ...] = ("default", "antrax")
 
 # The default recipe (chosen on bench/accuracy_eval.py; runs logged in bench/results/accuracy_runs.tsv).
 DEFAULT_ARCH = "tagnet"
+DEFAULT_TARGET_SIZE = 64  # anTraX: the first example's size (46–88 px in the shared trainset); 48 → 64: 0.90 → 0.96
 DEFAULT_FRAMES_PER_TRACKLET = 8
 DEFAULT_LR_SCHEDULE = "cosine"
 DEFAULT_PATIENCE = 10
@@ -224,16 +226,41 @@ class AugOptions:
                 raise ValueError(f"aug option {k}={v!r}: {exc}") from exc
         return cls(**kwargs)
 
+    @classmethod
+    def parse_keys(cls, value: Mapping | str) -> list[str]:
+        """The option names a dict / ``k=v,...`` string sets (unvalidated)."""
+        if isinstance(value, str):
+            return [p.split("=", 1)[0].strip() for p in value.split(",") if "=" in p]
+        return list(value)
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["brightness_range"] = list(self.brightness_range)
         return d
 
 
+def _recipe_aug(value: AugOptions | Mapping | str | None, is_antrax: bool) -> AugOptions:
+    """The recipe's augmentation with the user's keys on top: anTraX's defaults for ``recipe='antrax'``, those plus
+    :data:`DEFAULT_AUG` for the default recipe. ``'none'`` and an :class:`AugOptions` are taken as they are."""
+    if is_antrax or isinstance(value, AugOptions) or (isinstance(value, str) and value.strip().lower() in
+                                                       ("none", "off", "false")):
+        return AugOptions.parse(value)
+    user = AugOptions.parse(value)  # validates (unknown keys, bad values) before merging
+    given = set(AugOptions.parse_keys(value)) if value is not None else set()
+    merged = {**DEFAULT_AUG, **{k: v for k, v in user.to_dict().items() if k in given}}
+    return AugOptions.parse(merged)
+
+
 def parse_aug_options(value: AugOptions | Mapping | str | None) -> dict:
     """Validate ``--aug-options`` (string or dict) → a plain dict (JSON/YAML-safe, e.g. for a Snakemake config) that
-    :meth:`AugOptions.parse` accepts again. Raises ValueError on unknown keys or bad values."""
-    return AugOptions.parse(value).to_dict()
+    :meth:`AugOptions.parse` accepts again. Raises ValueError on unknown keys or bad values. Only the options given
+    are kept (``none`` → every option, switched off), so the recipe's defaults still apply to the others."""
+    full = AugOptions.parse(value).to_dict()
+    if value is None or isinstance(value, AugOptions) or (isinstance(value, str) and value.strip().lower() in
+                                                          ("none", "off", "false")):
+        return full
+    given = set(AugOptions.parse_keys(value))
+    return {k: v for k, v in full.items() if k in given}
 
 
 def _make_augmenter(aug: AugOptions, target_size: int, hsymmetry: bool, fill: float, seed: int):
@@ -622,7 +649,7 @@ def train_classifier(
         raise ValueError(f"lr_schedule must be 'plateau' or 'cosine', got {lr_schedule!r}")
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be ≥ 1 (got {epochs}, {batch_size})")
-    aug = AugOptions.parse(aug_options if aug_options is not None or is_antrax else DEFAULT_AUG)
+    aug = _recipe_aug(aug_options, is_antrax)
 
     # ---- trainset ------------------------------------------------------------------------------------------------
     classdir = resolve_classdir(classdir)
@@ -714,7 +741,7 @@ def train_classifier(
     else:
         from .models import build_model
 
-        t = int(target_size) if target_size else default_target_size(examples)
+        t = int(target_size) if target_size else (default_target_size(examples) if is_antrax else DEFAULT_TARGET_SIZE)
         spec = PreprocessSpec(target_size=t, crop_size=crop_size, background=background)
         normalize = not is_antrax
         model = build_model(arch, len(classes), t, modelfile=modelfile, normalize=normalize,
@@ -801,7 +828,10 @@ def train_classifier(
     else:
         stopper = keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True)
         if lr_schedule == "cosine":  # a fixed schedule: the validation loss is too noisy early on to steer the rate
-            lr_start = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+            # a continued model's optimizer ends at the bottom of its last cosine: restart from that run's peak rate
+            lr_start = float(learning_rate or (previous.training.get("learning_rate") if previous else None)
+                             or keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+            model.optimizer.learning_rate.assign(lr_start)
             plateau = keras.callbacks.LearningRateScheduler(
                 lambda e, lr: lr_start * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * e / epochs))))
         else:

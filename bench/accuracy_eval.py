@@ -59,7 +59,7 @@ def labelset(classes: Sequence[str]) -> LabelSet:
 
 
 def extracted_classdir(tar: Path, workdir: Path) -> Path:
-    """Extract the trainset tarball once into ``workdir`` (never into /work/shared) → the dir holding ``examples/``."""
+    """Extract the trainset tarball once into ``workdir`` (never into /work/shared) → the dir with ``examples/``."""
     marker = workdir / ".extracted"
     if not marker.exists():
         workdir.mkdir(parents=True, exist_ok=True)
@@ -99,7 +99,8 @@ def split_examples(examples: list[Example], split: str, frac: float, seed: int) 
 
 
 def cap_frames(examples: list[Example], per_tracklet: int | None) -> list[Example]:
-    """At most ``per_tracklet`` evenly spaced frames of each (tracklet, label): consecutive frames are near-duplicates."""
+    """At most ``per_tracklet`` evenly spaced frames of each (tracklet, label): consecutive frames are
+    near-duplicates."""
     if not per_tracklet:
         return list(examples)
     groups: dict[tuple[str, str], list[Example]] = {}

@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     n_trk = len({e.tracklet_key for e in examples})
     print(f"\nrecipe {tr['recipe']}, arch {card.arch}, T={card.target_size}, {len(card.classes)} classes, "
           f"{len(examples)} images / {n_trk} tracklets, {a.threads} threads")
-    print(f"wall time {wall:.1f} s (fit {tr['fit_seconds']:.1f} s, {tr['epochs_run']} epochs, best {tr['best_epoch']}); "
+    print(f"wall time {wall:.1f} s (fit {tr['fit_seconds']:.1f} s, {tr['epochs_run']} epochs, "
+          f"best {tr['best_epoch']}); "
           f"training {ips:.0f} images/s; softmax temperature {tr.get('temperature', 1.0):.3g}")
     if val:
         print(f"validation ({val['n_images']} images / {val['n_tracklets']} held-out tracklets): "

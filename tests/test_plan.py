@@ -195,3 +195,21 @@ def test_dag_of_per_experiment_and_pretrained_classifiers(tmp_path):
     # colonyB's movies need no training: they can run right away
     ready = planned_jobs(wd, "results/probs/colonyB/probs_1.h5", "results/probs/colonyB/probs_2.h5")
     assert ready == {"classify": 2}
+
+
+@pytest.mark.slow
+def test_dag_bench_runs_and_reports_its_figures(tmp_path):
+    """bench/dag_bench.py at a small size: the same steps as 10 x 100 (build, dry run, --touch, no-op rerun)."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "figures.json"
+    res = subprocess.run([sys.executable, str(REPO / "bench" / "dag_bench.py"), "--experiments", "2", "--movies", "3",
+                          "--repeat", "1", "--json", str(out)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    fig = json.loads(out.read_text())
+    assert fig["movies"] == 6 and fig["jobs"] == 2 * 6 + 4  # classify + aggregate per movie; merge, train, report, all
+    for key in ("dry_run_s", "noop_rerun_s", "trivial_dry_run_s", "plan_cold_s"):
+        assert fig[key] > 0
+    assert "no-op rerun" in res.stdout

@@ -5,14 +5,14 @@ plus the workflow's static checks (``snakemake --lint``, ``snakefmt --check``).
   fake-GPU gres (needs root and Debian's slurm packages, which it installs). The test runs the demo through
   ``profiles/slurm`` with its placeholders filled in, one corrupt movie added, and checks that every movie was its
   own SLURM job holding a GPU, that the corrupt movie failed alone (retried, clear log line, listed in the report),
-  and that the autoids equal those of a local run with the same classifier.
+  and that the autoids equal those of a local run with the same classifier. The documented alternative to grouping,
+  SLURM job arrays, is run too (same autoids).
 * LSF cannot run here. Stub ``bsub``/``bjobs``/``badmin``/``lsclusters`` scripts on PATH record the
   submissions the LSF executor makes (nothing is executed) and the test checks those ``bsub`` command lines.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
@@ -30,8 +30,9 @@ import yaml
 from test_workflow import REPO, SNAKEFILE, make_workdir, snakemake
 
 SLURM_TOOLS = Path(os.environ.get("ANTRAX_SLURM_LOCAL_TOOLS", REPO.parent / "shared" / "tools" / "slurm-local"))
-#: node size of the local cluster: train asks for 8 GB, a classify+aggregate group job for 3 GB (6 GB on a retry)
-SLURM_ENV = {"SLURM_LOCAL_MEM_MB": "16000", "SLURM_LOCAL_CPUS": "4", "SLURM_LOCAL_GPUS": "2"}
+#: node size of the local cluster (more than the machine has: SLURM allows it here): train asks for 8 GB, a movie's
+#: group job for 2 CPUs, 1 GPU and 3 GB (6 GB on a retry); 4 movies at once save rounds of the plugin's status polling
+SLURM_ENV = {"SLURM_LOCAL_MEM_MB": "16000", "SLURM_LOCAL_CPUS": "8", "SLURM_LOCAL_GPUS": "4"}
 LOCK = Path("/tmp/antrax-pipe-slurm-test.lock")
 #: run from the repository root, Snakemake applies profiles/default on top of any --profile: the tests do the same
 WORKFLOW_PROFILE = REPO / "profiles" / "default"
@@ -196,10 +197,13 @@ def test_cluster_profiles_dry_run_without_a_cluster(tmp_path):
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _node_memory() -> int:
-    out = subprocess.run(["scontrol", "show", "node", "localhost"], capture_output=True, text=True, timeout=20).stdout
-    m = re.search(r"RealMemory=(\d+)", out)
-    return int(m.group(1)) if m else 0
+def _node_too_small() -> bool:
+    """Whether a running cluster is smaller than SLURM_ENV (then it is restarted with that size)."""
+    out = subprocess.run(["scontrol", "show", "node", "localhost"], capture_output=True, text=True, timeout=30).stdout
+    have = {k: re.search(pattern, out) for k, pattern in (("SLURM_LOCAL_MEM_MB", r"RealMemory=(\d+)"),
+                                                           ("SLURM_LOCAL_CPUS", r"CPUTot=(\d+)"),
+                                                           ("SLURM_LOCAL_GPUS", r"Gres=gpu:(\d+)"))}
+    return any(m is None or int(m.group(1)) < int(SLURM_ENV[k]) for k, m in have.items())
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +226,7 @@ def slurm_cluster():
             ["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30).stdout.strip() in (
             "idle", "mix", "alloc")
         env = dict(os.environ, **SLURM_ENV)
-        if was_up and _node_memory() < int(SLURM_ENV["SLURM_LOCAL_MEM_MB"]):
+        if was_up and _node_too_small():
             subprocess.run(["bash", str(stop), "--quiet"], env=env, timeout=120)
             was_up = False
         if not was_up:
@@ -244,40 +248,67 @@ def copy_corrupt_movie(session: Path, src: int, dst: int) -> Path:
     return target
 
 
-@pytest.mark.slurm
-@pytest.mark.slow
-def test_slurm_profile_on_a_real_cluster_equals_local_run(tmp_path, slurm_cluster):
-    wd = make_workdir(tmp_path / "slurm", epochs=2)
-    sess_b = wd / "demo" / "experiments" / "colonyB" / "antrax"
-    copy_corrupt_movie(sess_b, 1, 3)
-    profile = filled_profile("slurm", tmp_path / "profile", {"cpu-partition": "debug", "gpu-partition": "debug",
-                                                             "account": "testacct"})
-    # each movie its own SLURM job (group of classify + aggregate), status polled every second here
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(wd),
-           "--profile", str(profile), "--workflow-profile", str(WORKFLOW_PROFILE), "--keep-going", "--group-components", "movie=1", "--jobs", "4",
-           "--slurm-init-seconds-before-status-checks", "1", "--latency-wait", "5"]
-    t0 = time.monotonic()
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900,
-                         env=dict(os.environ, PYTHONWARNINGS="ignore"))
-    out = res.stdout + res.stderr
-    assert res.returncode != 0, "the corrupt movie should make the run fail"
-    print(f"SLURM run: {time.monotonic() - t0:.0f} s")
+def slurm_command(workdir: Path, profile: Path, *args: str) -> list[str]:
+    # the plugin's first status check 1 s after a submission (default 20 s in the profile)
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
+            "--profile", str(profile), "--workflow-profile", str(WORKFLOW_PROFILE),
+            "--slurm-init-seconds-before-status-checks", "1", "--latency-wait", "5", *args]
 
-    # every good movie: autoids + provenance written by a SLURM job that held one (fake) GPU, one job per movie
-    jobs = {}
+
+def autoids_bytes(wd: Path) -> dict[tuple[str, int], bytes]:
+    return {(exp, m): (wd / "demo" / "experiments" / exp / "antrax" / "labels" / f"autoids_{m}.csv").read_bytes()
+            for exp in ("colonyA", "colonyB") for m in (1, 2)}
+
+
+def classify_batch_env(wd: Path) -> dict[tuple[str, int], dict[str, str]]:
+    """Batch-system variables each movie's classification job saw (from the provenance files)."""
+    out = {}
     for exp in ("colonyA", "colonyB"):
         for m in (1, 2):
-            assert (wd / "results" / "sessions" / exp / "labels" / f"autoids_{m}.csv").is_file(), out[-6000:]
             prov = json.loads((wd / "results" / "sessions" / exp / "labels" / "antrax-pipe" / f"autoids_{m}.json")
                               .read_text())
-            batch = prov["classify_job"]["environment"]["batch"]
-            assert batch["CUDA_VISIBLE_DEVICES"] in ("0", "1") and batch["SLURM_GPUS_ON_NODE"] == "1", batch
-            jobs[exp, m] = batch["SLURM_JOB_ID"]
-            assert prov["aggregate_job"]["environment"]["batch"]["SLURM_JOB_ID"] == batch["SLURM_JOB_ID"]
-    assert len(set(jobs.values())) == 4, jobs
-    for job_id in jobs.values():
+            out[exp, m] = prov["classify_job"]["environment"]["batch"]
+            out[exp, m]["aggregate_job_id"] = prov["aggregate_job"]["environment"]["batch"].get("SLURM_JOB_ID", "")
+    return out
+
+
+def assert_gpu_jobs_completed(job_ids) -> None:
+    for job_id in job_ids:
         info = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
         assert "gres:gpu:1" in info and "JobState=COMPLETED" in info, info
+
+
+@pytest.fixture(scope="module")
+def slurm_run(tmp_path_factory, slurm_cluster):
+    """The demo plus a truncated movie (colonyB/3), run through profiles/slurm: every step a SLURM job, each movie
+    (classify + aggregate) its own job (``--group-components movie=1``), ``--keep-going``."""
+    tmp = tmp_path_factory.mktemp("slurm")
+    wd = make_workdir(tmp / "wd", epochs=2)
+    copy_corrupt_movie(wd / "demo" / "experiments" / "colonyB" / "antrax", 1, 3)
+    profile = filled_profile("slurm", tmp / "profile", {"cpu-partition": "debug", "gpu-partition": "debug",
+                                                        "account": "testacct"})
+    t0 = time.monotonic()
+    res = subprocess.run(slurm_command(wd, profile, "--keep-going", "--group-components", "movie=1"),
+                         capture_output=True, text=True, timeout=900, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    print(f"SLURM run (groups): {time.monotonic() - t0:.0f} s")
+    return wd, res
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_slurm_profile_on_a_real_cluster_equals_local_run(slurm_run, tmp_path):
+    wd, res = slurm_run
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, "the corrupt movie should make the run fail"
+
+    # every good movie: autoids + provenance written by a SLURM job that held one (fake) GPU, one job per movie,
+    # aggregation in the same job
+    env = classify_batch_env(wd)
+    for key, batch in env.items():
+        assert re.fullmatch(r"\d", batch["CUDA_VISIBLE_DEVICES"]) and batch["SLURM_GPUS_ON_NODE"] == "1", batch
+        assert batch["aggregate_job_id"] == batch["SLURM_JOB_ID"], key
+    assert len({b["SLURM_JOB_ID"] for b in env.values()}) == 4, env
+    assert_gpu_jobs_completed({b["SLURM_JOB_ID"] for b in env.values()})
     # training and the merge were SLURM jobs too; the report ran in the main process (local rule)
     submitted = re.findall(r"Job \S+ has been submitted with SLURM jobid (\d+)", out)
     assert len(submitted) == 2 + 4 + 2, out[-6000:]  # trainset, train, 4 movies, the corrupt one twice (retries: 1)
@@ -286,7 +317,7 @@ def test_slurm_profile_on_a_real_cluster_equals_local_run(tmp_path, slurm_cluste
     log = (wd / "results" / "logs" / "classify" / "colonyB" / "3.log").read_text()
     assert "movie images cannot be read" in log and "images_3.mat" in log and "truncated" in log, log
     assert "Trying to restart job" in out
-    assert not (sess_b / "labels" / "autoids_3.csv").exists()
+    assert not (wd / "results" / "sessions" / "colonyB" / "labels" / "autoids_3.csv").exists()
     report = wd / "results" / "report" / "report.html"
     html = report.read_text()
     assert "failed" in html and "images_3.mat" in html and "movie images cannot be read" in html
@@ -299,10 +330,37 @@ def test_slurm_profile_on_a_real_cluster_equals_local_run(tmp_path, slurm_cluste
     cfg["classifiers"] = {"general": {"file": str(wd / "results" / "classifiers" / "general" / "classifier.h5")}}
     cfg_file.write_text(yaml.safe_dump(cfg))
     snakemake(local)
-    for exp in ("colonyA", "colonyB"):
-        for m in (1, 2):
-            a = (wd / "demo" / "experiments" / exp / "antrax" / "labels" / f"autoids_{m}.csv").read_bytes()
-            b = (local / "demo" / "experiments" / exp / "antrax" / "labels" / f"autoids_{m}.csv").read_bytes()
-            assert a == b, (exp, m)
-    with contextlib.suppress(FileNotFoundError):
-        shutil.rmtree(wd / ".snakemake" / "slurm_logs")
+    assert autoids_bytes(local) == autoids_bytes(wd)
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_slurm_job_arrays_instead_of_groups(slurm_run, tmp_path):
+    """The profile's documented alternative: no groups, ``slurm-array-jobs: classify,aggregate``: the movies'
+    classifications are one array job, each task holding a GPU; same autoids as the grouped run."""
+    grouped, _ = slurm_run
+    text = (REPO / "profiles" / "slurm" / "config.yaml").read_text()
+    text = re.sub(r"(?ms)^groups:\n.*?^group-components:\n  movie: \d+\n", "", text)
+    text = text.replace("# slurm-array-jobs: classify,aggregate", "slurm-array-jobs: classify,aggregate")
+    assert "groups:" not in text and "\nslurm-array-jobs: classify,aggregate" in text
+    (tmp_path / "profile").mkdir()
+    (tmp_path / "profile" / "config.yaml").write_text(
+        text.replace("<cpu-partition>", "debug").replace("<gpu-partition>", "debug").replace("<account>", "testacct"))
+    wd = make_workdir(tmp_path / "wd")
+    cfg_file = wd / "config" / "config.yaml"
+    cfg = yaml.safe_load(cfg_file.read_text())
+    cfg["classifiers"] = {"general": {"file": str(grouped / "results" / "classifiers" / "general" / "classifier.h5")}}
+    cfg_file.write_text(yaml.safe_dump(cfg))
+    t0 = time.monotonic()
+    res = subprocess.run(slurm_command(wd, tmp_path / "profile"), capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    print(f"SLURM run (arrays): {time.monotonic() - t0:.0f} s")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-6000:]
+    assert len(re.findall(r"Submitted array job with Snakemake IDs \S+ and SLURM job ID \d+", out)) == 2, out[-4000:]
+    env = classify_batch_env(wd)
+    assert len({b["SLURM_ARRAY_JOB_ID"] for b in env.values()}) == 1, env  # one array job
+    assert sorted(b["SLURM_ARRAY_TASK_ID"] for b in env.values()) == ["1", "2", "3", "4"]
+    assert all(re.fullmatch(r"\d", b["CUDA_VISIBLE_DEVICES"]) for b in env.values()), env
+    assert_gpu_jobs_completed({b["SLURM_JOB_ID"] for b in env.values()})
+    assert autoids_bytes(wd) == autoids_bytes(grouped)

@@ -105,6 +105,7 @@ def test_learns_on_held_out_tracklets(trained):
     assert tr["aug_options"]["channel_gain_range"] == 0.1 and tr["aug_options"]["saturation_range"] == 0.3
     cal = card.metrics["calibration"]
     assert cal["method"] == "gates" and cal["temperature"] == pytest.approx(tr["temperature"], rel=1e-4)
+    assert cal["penalty"] == 4.0
     assert sum(cal["after"][k] for k in ("right", "wrong", "none")) + cal["after"]["non_id"] == val["n_tracklets"]
 
 
@@ -124,6 +125,9 @@ def test_incremental_continues_with_optimizer_state(trained, tmp_path):
     steps = int(np.ceil(n_train_trk * 8 / 32))
     assert card.training["steps_per_epoch"] == steps
     assert int(model1.optimizer.iterations.numpy()) == it0 + steps
+    # the cosine schedule restarts from the previous run's peak rate (not from where its last cosine ended)
+    assert card0.history[-1]["learning_rate"] < 5e-4
+    assert card.history[0]["learning_rate"] == pytest.approx(1e-3, rel=1e-3)
     # the stored model is calibrated again (temperature folded into the output layer, not compounded)
     assert card.training["temperature"] > 0
     # the validation split is the same tracklets as before (seeded by tracklet key, not by run)
@@ -208,6 +212,14 @@ def test_aug_options_parse_and_validate():
     with pytest.raises(ValueError, match="not a boolean"):
         AugOptions.parse("vertical_flip=maybe")
     assert AugOptions.parse("channel_gain_range=0.1,contrast_range=0.2").channel_gain_range == 0.1
+    # the default recipe adds its own options (gain, saturation) under the user's; a CLI dict keeps only given keys
+    from antrax_pipe.training import _recipe_aug
+
+    assert parse_aug_options("rotation_range=30") == {"rotation_range": 30.0}
+    r = _recipe_aug(parse_aug_options("rotation_range=30,saturation_range=0"), is_antrax=False)
+    assert r.rotation_range == 30 and r.saturation_range == 0 and r.channel_gain_range == 0.1
+    assert _recipe_aug(None, is_antrax=True) == AugOptions()
+    assert _recipe_aug("none", is_antrax=False) == AugOptions.none()
     with pytest.raises(ValueError, match="channel_gain_range=1.5: must be in"):
         AugOptions.parse({"channel_gain_range": 1.5})
 

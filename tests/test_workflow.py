@@ -5,6 +5,8 @@ The demo experiments are copied to a temporary folder first: a test never writes
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import antrax_pipe
 from antrax_pipe import load_autoids, load_experiment, select_movies
 from antrax_pipe.io.autoids import HEADER
 from antrax_pipe.io.images import ImagesFile
@@ -70,6 +73,8 @@ def test_dry_run_lists_every_stage(tmp_path):
 def test_demo_run_end_to_end_then_nothing_to_do(tmp_path):
     wd = make_workdir(tmp_path)
     snakemake(wd)
+    clf = wd / "results" / "classifiers" / "general" / "classifier.h5"
+    clf_sha = hashlib.sha256(clf.read_bytes()).hexdigest()
     for name in ("colonyA", "colonyB"):
         exp = load_experiment(wd / "demo" / "experiments" / name)
         movies = select_movies(exp)
@@ -87,6 +92,19 @@ def test_demo_run_end_to_end_then_nothing_to_do(tmp_path):
             names = [t for p in mi.parts for t in ImagesFile(p).tracklets]
             assert [r.tracklet for r in rows] == names  # one row per image dataset, file order
             assert all(t in truth for t in names)
+            # provenance next to it, outside anTraX's labels/autoids_* glob
+            prov = json.loads((exp.labels_dir / "antrax-pipe" / f"autoids_{m}.json").read_text())
+            assert prov["autoids_sha256"] == hashlib.sha256(raw).hexdigest()
+            assert prov["classifier"]["sha256"] == clf_sha and prov["classifier"]["path"] == str(clf.resolve())
+            assert prov["aggregation"]["min_conf"] == 0.9 and prov["probabilities"]["n_images"] > 0
+            assert [Path(i["path"]) for i in prov["images"]] == [p.resolve() for p in mi.parts]
+            for job in ("classify_job", "aggregate_job"):
+                env = prov[job]["environment"]
+                assert env["python"] and env["host"] and env["packages"]["snakemake"].startswith("9.")
+                assert env["packages"]["tensorflow"] and env["packages"]["keras"].startswith("3.")
+                assert prov[job]["code"]["antrax_pipe"] == antrax_pipe.__version__
+            assert prov["classify_job"]["environment"]["gpu"] is False  # no GPU on the test machine
+        assert sorted(p.name for p in exp.labels_dir.glob("autoids_*")) == [f"autoids_{m}.csv" for m in sorted(movies)]
     html = (wd / "results" / "report" / "report.html").read_text()
     assert "colonyA" in html and "colonyB" in html and "data:image/png;base64," in html
     # nothing changed -> nothing to do

@@ -1,6 +1,7 @@
 # Input functions and the plan: which experiments, movies and classifiers the config describes.
 # The logic lives in antrax_pipe.plan (plain Python, tested); this file only wires it into Snakemake.
 import os
+import re
 from pathlib import Path
 
 from snakemake.logging import logger
@@ -46,8 +47,8 @@ for _c in CLFS.values():
 
 
 wildcard_constraints:
-    exp="|".join(EXPS) or "__none__",
-    clf="|".join(CLFS) or "__none__",
+    exp="|".join(map(re.escape, EXPS)) or "__none__",
+    clf="|".join(map(re.escape, CLFS)) or "__none__",
     movie=r"\d+",
     model=r"[^/]+",
 
@@ -65,7 +66,7 @@ def truth_files():
 
 def session_path(exp, *parts):
     # plain strings: input functions run once per job, thousands of times per plan
-    return "/".join((RESULTS, "sessions", exp, *parts))
+    return os.path.join(RESULTS, "sessions", exp, *parts)
 
 
 def classifier_file(clf):
