@@ -119,8 +119,10 @@ def cmd_train(args) -> int:
     classdir = _resolve_classdir(args.classdir)
     if not (classdir / "examples").is_dir():
         raise AntraxFormatError(f"{classdir}: not a classdir (no examples/ folder) nor an experiment directory")
-    train = {"scratch": args.scratch, "arch": args.arch, "epochs": args.ne, "hsymmetry": args.hsymmetry,
+    train = {"scratch": args.scratch, "epochs": args.ne, "hsymmetry": args.hsymmetry,
              "target_size": args.target_size, "seed": args.seed, "threads": args.threads}
+    if args.arch:
+        train["arch"] = args.arch
     if args.modelfile:
         train["modelfile"] = str(Path(args.modelfile).absolute())
     if args.aug_options:
@@ -194,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--name", default="classifier")
     t.add_argument("--scratch", action="store_true", help="start a new classifier instead of continuing")
     t.add_argument("--ne", type=int, default=30, help="max epochs (early stopping on grouped validation)")
-    t.add_argument("--arch", default="small", choices=["small", "wide", "large", "MobileNetV2", "custom"])
+    t.add_argument("--arch", default=None, choices=["tagnet", "small", "wide", "large", "MobileNetV2", "custom"],
+                   help="CNN architecture (default: the recipe's, tagnet; anTraX's default was small)")
     t.add_argument("--modelfile", help="Keras JSON model for --arch custom")
     t.add_argument("--target-size", type=int, default=None)
     t.add_argument("--hsymmetry", action="store_true")

@@ -888,6 +888,7 @@ def train_classifier(
             say(f"calibrated ({calibration['method']}): softmax temperature {temperature:.3g}, folded into the output "
                 f"layer; validation tracklets {calibration['before']} → {calibration['after']}")
         else:
+            calibration["applied"] = False  # t = 1, or a model that does not end in a softmax Dense layer
             temperature = 1.0
 
     # ---- evaluate ------------------------------------------------------------------------------------------------
