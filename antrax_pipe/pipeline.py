@@ -333,9 +333,11 @@ def read_truth(path: Path) -> dict[str, str]:
 
 def report_stage(
     experiments: dict[str, dict], out_html: Path, params: dict | None = None,
-    failed: Mapping[str, Mapping[int, str]] | None = None,
+    failed: Mapping[str, Mapping[int, str]] | None = None, validation: Mapping[str, str] | None = None,
 ) -> Path:
     """The validation report of every session of the run (one classifier card: that of the first experiment).
+
+    ``validation``: classifier file → its ``validation.h5`` (the coverage–error curve of that card's classifier).
 
     ``failed``: experiment → movie → reason; those movies are listed as failed (their images are not read: a
     corrupt file must not stop the report that is meant to show it).
@@ -345,7 +347,7 @@ def report_stage(
     from .report import build_report, load_session_result
 
     failed = failed or {}
-    sessions, card = [], None
+    sessions, card, vfile = [], None, None
     for name, e in experiments.items():
         exp = load_experiment(Path(e["session_link"]).resolve().parent, e["session"])
         truth = read_truth(Path(e["truth"])) if e.get("truth") else None
@@ -356,9 +358,11 @@ def report_stage(
         if card is None and e.get("classifier") and Path(e["classifier"]).is_file():
             try:
                 card = read_card(Path(e["classifier"]))
+                vfile = (validation or {}).get(e["classifier"])
             except (AntraxFormatError, OSError) as exc:  # e.g. a failed training left no usable model
                 log.warning("no model card for the report: %s", exc)
-    return build_report(sessions, card, Path(out_html), params=params)
+    return build_report(sessions, card, Path(out_html), params=params,
+                        validation=Path(vfile) if vfile and Path(vfile).is_file() else None)
 
 
 # --------------------------------------------------------------------------------------------------------------------

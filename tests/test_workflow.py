@@ -145,7 +145,7 @@ def test_threshold_change_reaggregates_without_inference_and_cli_gives_same_file
     cfg = yaml.safe_load(cfg_file.read_text())
     cfg["aggregate"]["min_conf"] = 0.9999
     cfg_file.write_text(yaml.safe_dump(cfg))
-    assert planned_jobs(wd) == {"aggregate": 4, "report": 1, "all": 1}
+    assert planned_jobs(wd) == {"aggregate": 4, "review": 2, "coverage_error": 1, "report": 1, "all": 1}
     snakemake(wd)
     assert {p: p.stat().st_mtime_ns for p in probs} == probs_mtimes
     after = {p.name: p.read_bytes() for p in (exp_a / "labels").glob("autoids_*.csv")}

@@ -150,3 +150,54 @@ def write_failure_report():
     else:
         if out is not None:
             logger.warning(f"antrax-pipe: report with the failed movies: {out}")
+
+
+# --- review loop and classifier validation (rules/review.smk) ---
+def review_config():
+    return {"n": 200, "seed": 0, "top": 50, **(config.get("review") or {})}
+
+
+def review_autoids(wildcards):
+    e = EXPS[wildcards.exp]
+    return [
+        session_path(e.name, "labels", f"autoids_{m}.csv") for m in sorted(e.movies)
+    ]
+
+
+def review_probs(wildcards):
+    e = EXPS[wildcards.exp]
+    return [f"{RESULTS}/probs/{e.name}/probs_{m}.h5" for m in sorted(e.movies)]
+
+
+def validated_classifiers():
+    """Classifiers that classify at least one experiment (their labels.csv says which classes are IDs)."""
+    return sorted({e.classifier for e in EXPS.values()})
+
+
+def validate_labels(wildcards):
+    users = sorted(e.name for e in EXPS.values() if e.classifier == wildcards.clf)
+    return session_path(users[0], "parameters", "labels.csv")
+
+
+def validation_files():
+    """Classifier file -> its validation.h5 (for the report's coverage-error curve)."""
+    return {
+        classifier_file(c): f"{RESULTS}/validation/{c}/validation.h5"
+        for c in validated_classifiers()
+    }
+
+
+def all_review():
+    return [
+        session_path(e, "classifier", name)
+        for e in EXPS
+        for name in ("review_plan.csv", "label_next.csv")
+    ]
+
+
+def all_validation():
+    return [
+        f"{RESULTS}/validation/{c}/{name}"
+        for c in validated_classifiers()
+        for name in ("validation.h5", "coverage_error.png")
+    ]

@@ -4,6 +4,8 @@ rule report:
         autoids=all_autoids(),
         classifiers=lambda wc: sorted({classifier_file(c) for c in CLFS}),
         truth=truth_files(),
+        review=all_review(),
+        validation=list(validation_files().values()),
     output:
         html=report(
             f"{RESULTS}/report/report.html",
@@ -22,5 +24,6 @@ rule report:
     params:
         experiments=lambda wc: report_experiments(),
         aggregate=config["aggregate"],
+        validation=validation_files(),
     script:
         "../scripts/report.py"

@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 # The library lives beside the workflow; importable even in a bare conda env created from workflow/envs/.
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
+sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1]))
 
 
 from antrax_pipe.logutil import stage_logging
