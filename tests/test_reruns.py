@@ -31,10 +31,12 @@ def session(wd: Path, exp: str) -> Path:
 
 
 def products(wd: Path) -> dict[str, int]:
-    """mtime_ns of every file the workflow wrote (results/, autoids and provenance in the sessions)."""
+    """mtime_ns of every file the workflow wrote (results/, autoids and provenance in the sessions, review lists)."""
     files = [p for p in (wd / "results").rglob("*") if p.is_file() and ".cache" not in p.parts]
     for exp in EXPS:
         files += [p for p in (session(wd, exp) / "labels").rglob("*") if p.is_file()]
+        files += [session(wd, exp) / "classifier" / n for n in ("review_plan.csv", "label_next.csv")]
+    files = [p for p in files if p.is_file()]
     return {str(p.relative_to(wd)): p.stat().st_mtime_ns for p in files}
 
 
@@ -100,7 +102,8 @@ def test_added_examples_retrain_and_reclassify_exactly_what_depends_on_them(run)
     assert src and dst_dir.is_dir()
     for p in src:
         shutil.copy(p, dst_dir / p.name)
-    assert planned_jobs(run) == {"trainset": 1, "train": 1, "classify": 2, "aggregate": 2, "report": 1, "all": 1}
+    assert planned_jobs(run) == {"trainset": 1, "train": 1, "validate": 1, "coverage_error": 1, "classify": 2,
+                                 "aggregate": 2, "review": 1, "report": 1, "all": 1}
     model_a = run / "results" / "classifiers" / "a" / "classifier.h5"
     old_sha = sha256(model_a)
     before = products(run)
@@ -109,7 +112,13 @@ def test_added_examples_retrain_and_reclassify_exactly_what_depends_on_them(run)
     expected = {"results/classifiers/a/trainset_manifest.tsv", "results/classifiers/a/classifier.h5",
                 "results/report/report.html", "results/logs/report.log", "results/benchmarks/report.tsv",
                 "results/logs/trainset/a.log", "results/benchmarks/trainset/a.tsv",
-                "results/logs/train/a/classifier.log", "results/benchmarks/train/a/classifier.tsv"}
+                "results/logs/train/a/classifier.log", "results/benchmarks/train/a/classifier.tsv",
+                # the new classifier's held-out validation and coverage-error curve; colonyA's review lists
+                "results/validation/a/validation.h5", "results/validation/a/coverage_error.png",
+                "demo/experiments/colonyA/antrax/classifier/review_plan.csv",
+                "demo/experiments/colonyA/antrax/classifier/label_next.csv"}
+    expected |= {f"results/{k}/{r}/{w}.{x}" for k, x in (("logs", "log"), ("benchmarks", "tsv"))
+                 for r, w in (("validate", "a"), ("coverage_error", "a"), ("review", "colonyA"))}
     for m in (1, 2):
         expected.add(f"results/probs/colonyA/probs_{m}.h5")
         expected |= {f"results/{k}/{s}/colonyA/{m}.{x}" for k, x in (("logs", "log"), ("benchmarks", "tsv"))
@@ -134,12 +143,15 @@ def test_added_examples_retrain_and_reclassify_exactly_what_depends_on_them(run)
 
 def test_added_movie_runs_only_its_jobs(run):
     write_movie_copy(session(run, "colonyB"), 1, 3)
-    assert planned_jobs(run) == {"classify": 1, "aggregate": 1, "report": 1, "all": 1}
+    assert planned_jobs(run) == {"classify": 1, "aggregate": 1, "review": 1, "report": 1, "all": 1}
     before = products(run)
     snakemake(run)
     diff = changed(before, products(run))
     assert {d for d in diff if "colonyB/3" not in d and "_3." not in d} == {
-        "results/report/report.html", "results/logs/report.log", "results/benchmarks/report.tsv"}
+        "results/report/report.html", "results/logs/report.log", "results/benchmarks/report.tsv",
+        "results/logs/review/colonyB.log", "results/benchmarks/review/colonyB.tsv",
+        "demo/experiments/colonyB/antrax/classifier/review_plan.csv",
+        "demo/experiments/colonyB/antrax/classifier/label_next.csv"}
     a1 = (session(run, "colonyB") / "labels" / "autoids_1.csv").read_text().splitlines()
     a3 = (session(run, "colonyB") / "labels" / "autoids_3.csv").read_text().splitlines()
     assert len(a3) == len(a1) and a3[1].split(",")[1:] == a1[1].split(",")[1:]  # same images, same labels
@@ -162,9 +174,9 @@ def test_corrupt_movie_fails_alone_with_keep_going_and_report_lists_it(run):
     assert report.stat().st_mtime == 0  # a failure report is never up to date
     assert "failed movie colonyB/4" in res.stderr
 
-    # the broken copy removed: only the report is rebuilt, now without failures
+    # the broken copy removed: only the report (and colonyB's review lists) are rebuilt, now without failures
     (sess / "images" / "images_4.mat").unlink()
-    assert planned_jobs(run) == {"report": 1, "all": 1}
+    assert planned_jobs(run) == {"review": 1, "report": 1, "all": 1}  # colonyB's movie set changed
     snakemake(run)
     html = report.read_text()
     assert "images_4.mat" not in html and report.stat().st_mtime > 0
