@@ -167,7 +167,9 @@ def test_lsf_profile_submits_gpu_jobs_with_memory_per_job(tmp_path):
     model.write_bytes(b"")
     # forget the killed training job (marked incomplete); it has no metadata record, hence check=False
     snakemake(wd, "--cleanup-metadata", str(model.relative_to(wd)), check=False)
-    (group,) = lsf_submissions(wd, profile, stub, 1)
+    # ... and the new classifier's held-out validation, a GPU job of its own
+    validate, group = sorted(lsf_submissions(wd, profile, stub, 2), key=lambda line: "'classify:" in line)
+    assert "--target-jobs 'validate:clf=general'" in validate and "-q gpuq" in validate and "-gpu num=1" in validate
     targets = re.search(r"--target-jobs ((?:'[^']+' ?)+)", group).group(1).split()
     assert sorted(targets) == sorted(f"'{r}:exp={e},movie={m}'" for r in ("classify", "aggregate")
                                      for e in ("colonyA", "colonyB") for m in (1, 2))
@@ -176,7 +178,9 @@ def test_lsf_profile_submits_gpu_jobs_with_memory_per_job(tmp_path):
     assert "--retries 0" in group  # retries are the main process's business: it resubmits
 
     # per movie, one job each (what the SLURM test runs): 4 bsub lines, 60 + 10 min each
-    lines = lsf_submissions(wd, profile, stub, 4, "--group-components", "movie=1")
+    lines = lsf_submissions(wd, profile, stub, 5, "--group-components", "movie=1")
+    lines = [line for line in lines if "'validate:" not in line]
+    assert len(lines) == 4
     for line in lines:
         assert re.search(r" -q gpuq -W 70 -n 2 -R rusage\[mem=3000(\.0)?\] -R span\[hosts=1\] -gpu num=1 ", line), line
 
@@ -309,9 +313,10 @@ def test_slurm_profile_on_a_real_cluster_equals_local_run(slurm_run, tmp_path):
         assert batch["aggregate_job_id"] == batch["SLURM_JOB_ID"], key
     assert len({b["SLURM_JOB_ID"] for b in env.values()}) == 4, env
     assert_gpu_jobs_completed({b["SLURM_JOB_ID"] for b in env.values()})
-    # training and the merge were SLURM jobs too; the report ran in the main process (local rule)
+    # training, validation and the merge were SLURM jobs too; report and review lists ran in the main process
     submitted = re.findall(r"Job \S+ has been submitted with SLURM jobid (\d+)", out)
-    assert len(submitted) == 2 + 4 + 2, out[-6000:]  # trainset, train, 4 movies, the corrupt one twice (retries: 1)
+    # trainset, train, validate, 4 movies, the corrupt one twice (retries: 1)
+    assert len(submitted) == 3 + 4 + 2, out[-6000:]
 
     # the corrupt movie failed alone, was retried once, its log says why, and the report lists it
     log = (wd / "results" / "logs" / "classify" / "colonyB" / "3.log").read_text()
