@@ -121,9 +121,11 @@ def fake_outputs(root: Path, n_exp: int, n_movies: int) -> int:
     """Create every output of the workflow (empty files; --touch then orders their mtimes and records them)."""
     res = root / "results"
     files = [res / "classifiers" / "general" / "trainset_manifest.tsv", res / "classifiers" / "general" /
-             "classifier.h5", res / "report" / "report.html"]
+             "classifier.h5", res / "report" / "report.html",
+             res / "validation" / "general" / "validation.h5", res / "validation" / "general" / "coverage_error.png"]
     for k in range(n_exp):
         exp = f"exp{k:02d}"
+        files += [res / "sessions" / exp / "classifier" / n for n in ("review_plan.csv", "label_next.csv")]
         for m in range(1, n_movies + 1):
             files += [res / "probs" / exp / f"probs_{m}.h5",
                       res / "sessions" / exp / "labels" / f"autoids_{m}.csv",

@@ -189,7 +189,8 @@ def test_dag_of_per_experiment_and_pretrained_classifiers(tmp_path):
     cfg_file.write_text(yaml.safe_dump(cfg))
     tsv = wd / "config" / "experiments.tsv"
     tsv.write_text(tsv.read_text().replace("\tgeneral\t", "\townA\t", 1).replace("\tgeneral\t", "\tpre\t", 1))
-    assert planned_jobs(wd) == {"trainset": 1, "train": 1, "classify": 4, "aggregate": 4, "report": 1, "all": 1}
+    assert planned_jobs(wd) == {"trainset": 1, "train": 1, "validate": 2, "coverage_error": 2, "classify": 4,
+                                "aggregate": 4, "review": 2, "report": 1, "all": 1}
     jobs_b = planned_jobs(wd, "--until", "classify", "--forcerun", "classify")
     assert jobs_b == {"trainset": 1, "train": 1, "classify": 4}
     # colonyB's movies need no training: they can run right away
@@ -209,7 +210,8 @@ def test_dag_bench_runs_and_reports_its_figures(tmp_path):
                           "--repeat", "1", "--json", str(out)], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     fig = json.loads(out.read_text())
-    assert fig["movies"] == 6 and fig["jobs"] == 2 * 6 + 4  # classify + aggregate per movie; merge, train, report, all
+    # classify + aggregate per movie; review per experiment; merge, train, validate, coverage_error, report, all
+    assert fig["movies"] == 6 and fig["jobs"] == 2 * 6 + 2 + 6
     for key in ("dry_run_s", "noop_rerun_s", "trivial_dry_run_s", "plan_cold_s"):
         assert fig[key] > 0
     assert "no-op rerun" in res.stdout
