@@ -145,7 +145,11 @@ def cmd_merge_trainset(args) -> int:
 
     label_map = None
     if args.map:
-        label_map = dict(item.split("=", 1) for item in args.map.split(","))
+        items = [item.strip() for item in args.map.split(",") if item.strip()]
+        bad = [item for item in items if item.count("=") != 1 or not all(item.split("="))]
+        if bad:
+            raise ValueError(f"--map takes OLD=NEW[,OLD=NEW...]; cannot read {', '.join(map(repr, bad))}")
+        label_map = dict(item.split("=") for item in items)
     report = merge_trainset(_resolve_classdir(args.source), _resolve_classdir(args.dest),
                             allow_new_labels=args.allow_new_labels, label_map=label_map)
     print(report)

@@ -190,6 +190,21 @@ def _custom_model(modelfile: str | Path | None, n_classes: int, target_size: int
     return model
 
 
+def custom_model_input_size(modelfile: str | Path) -> int | None:
+    """The square input size T of a Keras model JSON (``batch_shape`` of its first input), without building it;
+    None when it cannot be read or is not square RGB (the build then reports the problem)."""
+    try:
+        cfg = json.loads(Path(modelfile).read_text(encoding="utf-8"))
+        layers = cfg.get("config", {}).get("layers", [])
+        shape = next(lay["config"].get("batch_shape") or lay["config"].get("batch_input_shape")
+                     for lay in layers if lay["config"].get("batch_shape") or lay["config"].get("batch_input_shape"))
+    except (OSError, ValueError, AttributeError, KeyError, StopIteration, TypeError):
+        return None
+    if len(shape) == 4 and shape[1] == shape[2] and shape[3] == 3 and isinstance(shape[1], int):
+        return int(shape[1])
+    return None
+
+
 def has_normalization(model) -> bool:
     """Whether the model rescales its 0–255 input itself (ours do; anTraX's do not)."""
     import keras

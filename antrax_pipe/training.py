@@ -741,6 +741,10 @@ def train_classifier(
     else:
         from .models import build_model
 
+        if not target_size and arch == "custom" and modelfile:  # the user's model decides its input size
+            from .models import custom_model_input_size
+
+            target_size = custom_model_input_size(modelfile)
         t = int(target_size) if target_size else (default_target_size(examples) if is_antrax else DEFAULT_TARGET_SIZE)
         spec = PreprocessSpec(target_size=t, crop_size=crop_size, background=background)
         normalize = not is_antrax

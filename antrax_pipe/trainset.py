@@ -358,7 +358,7 @@ def _check_labels(
         names = ", ".join(str(s) for s, _ in sources)
         raise TrainsetError(
             f"merge refused: label(s) {', '.join(new)} of {names} are not known to the destination {dest} "
-            f"(its labels: {', '.join(sorted(registry))}). Fix the names, map them (label_map / --label-map OLD=NEW) "
+            f"(its labels: {', '.join(sorted(registry))}). Fix the names, map them (label_map / --map OLD=NEW) "
             f"or allow new labels (allow_new_labels / --allow-new-labels)."
         )
     return new

@@ -227,12 +227,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--save-probs", type=Path, help="dir for held-out probabilities (npz per split)")
     ap.add_argument("--rescore", type=Path, nargs="*", help="re-score saved npz files; no training")
     ap.add_argument("--min-conf", type=float, default=None, help="aggregation min_conf for --rescore")
+    ap.add_argument("--method", default="antrax", help="aggregation method for --rescore (antrax|mean|vote)")
     ap.add_argument("--temperatures", type=float, nargs="*", default=[1.0],
                     help="--rescore: also score softmax temperatures T (p ∝ p^(1/T))")
     a = ap.parse_args(argv)
 
     if a.rescore:
-        params = AggregationParams() if a.min_conf is None else AggregationParams(min_conf=a.min_conf)
+        params = AggregationParams(method=a.method)
+        if a.min_conf is not None:
+            params = params.with_(min_conf=a.min_conf)
         rows = []
         for p in a.rescore:
             d = np.load(p, allow_pickle=True)
@@ -266,6 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     progress=lambda s: print("   ", s, flush=True), **kwargs)
             train_s = time.time() - t0
             probs, classes = predict_examples(model_path, test)
+            val_keys = set(card.metrics.get("validation", {}).get("val_tracklets", []))
+            val = [e for e in train_used if e.tracklet_key in val_keys]
+            val_probs = predict_examples(model_path, val)[0] if (a.save_probs and val) else None
         m = score(probs, classes, test)
         rows.append((split, m))
         print(_row_text(split, m), flush=True)
@@ -276,6 +282,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 classes=np.array(classes), paths=np.array([str(e.path) for e in test]),
                 labels=np.array([e.label for e in test]), keys=np.array([e.tracklet_key for e in test]),
                 frames=np.array([e.frame if e.frame is not None else -1 for e in test]))
+            if val_probs is not None:  # the training's own validation tracklets, to study calibration honestly
+                np.savez_compressed(
+                    a.save_probs / f"{a.tag or 'run'}_{split.replace(':', '_')}_validation.npz", probs=val_probs,
+                    classes=np.array(classes), paths=np.array([str(e.path) for e in val]),
+                    labels=np.array([e.label for e in val]), keys=np.array([e.tracklet_key for e in val]),
+                    frames=np.array([e.frame if e.frame is not None else -1 for e in val]),
+                    temperature=card.training.get("temperature", 1.0))
         val = card.metrics.get("validation", {})
         tr = card.training
         append_result(a.results, {
