@@ -126,6 +126,13 @@ def temper(probs: np.ndarray, t: float) -> np.ndarray:
     return (e / e.sum(1, keepdims=True)).astype(np.float32)
 
 
+def load_probs(path: Path) -> tuple[dict, list[Example]]:
+    """A saved npz of held-out (or validation) probabilities and its examples, in row order."""
+    d = dict(np.load(path, allow_pickle=True))
+    return d, [Example(Path(f), lab, k, frame=int(fr)) for f, lab, k, fr in
+               zip(d["paths"], d["labels"], d["keys"], d["frames"])]
+
+
 def score(probs: np.ndarray, classes: Sequence[str], test: list[Example],
           params: AggregationParams = AggregationParams()) -> dict:
     """Image accuracy + anTraX Table-2 tracklet metrics of held-out probabilities (rows in ``test`` order)."""
@@ -230,6 +237,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--method", default="antrax", help="aggregation method for --rescore (antrax|mean|vote)")
     ap.add_argument("--temperatures", type=float, nargs="*", default=[1.0],
                     help="--rescore: also score softmax temperatures T (p ∝ p^(1/T))")
+    ap.add_argument("--recalibrate", type=float, nargs="*", metavar="PENALTY",
+                    help="--rescore: redo the training's gate calibration with these penalties on the run's saved "
+                         "validation probabilities (<name>_validation.npz) and score the held-out set at the chosen "
+                         "temperature — exactly what training with train_kwargs gate_penalty would have saved")
     a = ap.parse_args(argv)
 
     if a.rescore:
@@ -238,9 +249,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             params = params.with_(min_conf=a.min_conf)
         rows = []
         for p in a.rescore:
-            d = np.load(p, allow_pickle=True)
-            test = [Example(Path(f), lab, k, frame=int(fr)) for f, lab, k, fr in
-                    zip(d["paths"], d["labels"], d["keys"], d["frames"])]
+            d, test = load_probs(p)
+            if a.recalibrate:
+                from antrax_pipe.training import fit_gate_temperature
+
+                v, val = load_probs(p.with_name(p.stem + "_validation.npz"))
+                t_saved, classes = float(v["temperature"]), list(v["classes"])
+                raw_val, raw_test = temper(v["probs"], 1 / t_saved), temper(d["probs"], 1 / t_saved)
+                y = np.array([classes.index(e.label) for e in val])
+                for pen in a.recalibrate:
+                    t, _ = fit_gate_temperature(raw_val, y, [e.tracklet_key for e in val], classes, penalty=pen)
+                    rows.append((f"{p.stem} penalty {pen:g} (t={t:.2f}, saved t={t_saved:.2f})",
+                                 score(temper(raw_test, t), classes, test, params)))
+                continue
             for t in a.temperatures:
                 rows.append((f"{p.stem} T={t:g}", score(temper(d["probs"], t), list(d["classes"]), test, params)))
         print_table(rows)

@@ -105,7 +105,7 @@ def test_learns_on_held_out_tracklets(trained):
     assert tr["aug_options"]["channel_gain_range"] == 0.1 and tr["aug_options"]["saturation_range"] == 0.3
     cal = card.metrics["calibration"]
     assert cal["method"] == "gates" and cal["temperature"] == pytest.approx(tr["temperature"], rel=1e-4)
-    assert cal["penalty"] == 4.0
+    assert cal["penalty"] == 1.5
     assert sum(cal["after"][k] for k in ("right", "wrong", "none")) + cal["after"]["non_id"] == val["n_tracklets"]
 
 
