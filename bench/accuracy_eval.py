@@ -232,11 +232,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--tag", default="")
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--save-probs", type=Path, help="dir for held-out probabilities (npz per split)")
+    ap.add_argument("--keep-models", type=Path, help="dir to keep the trained classifiers in (<tag>_<split>.h5)")
     ap.add_argument("--rescore", type=Path, nargs="*", help="re-score saved npz files; no training")
     ap.add_argument("--min-conf", type=float, default=None, help="aggregation min_conf for --rescore")
     ap.add_argument("--method", default="antrax", help="aggregation method for --rescore (antrax|mean|vote)")
     ap.add_argument("--temperatures", type=float, nargs="*", default=[1.0],
                     help="--rescore: also score softmax temperatures T (p ∝ p^(1/T))")
+    ap.add_argument("--uncalibrated", action="store_true",
+                    help="--rescore: undo the saved model's temperature first (read from <name>_validation.npz), "
+                         "i.e. score what training with calibrate=false would have saved; --temperatures then "
+                         "apply to the raw probabilities")
     ap.add_argument("--recalibrate", type=float, nargs="*", metavar="PENALTY",
                     help="--rescore: redo the training's gate calibration with these penalties on the run's saved "
                          "validation probabilities (<name>_validation.npz) and score the held-out set at the chosen "
@@ -262,8 +267,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     rows.append((f"{p.stem} penalty {pen:g} (t={t:.2f}, saved t={t_saved:.2f})",
                                  score(temper(raw_test, t), classes, test, params)))
                 continue
+            probs, what = d["probs"], "T"
+            if a.uncalibrated:
+                t_saved = float(np.load(p.with_name(p.stem + "_validation.npz"))["temperature"])
+                probs, what = temper(probs, 1 / t_saved), "raw T"
             for t in a.temperatures:
-                rows.append((f"{p.stem} T={t:g}", score(temper(d["probs"], t), list(d["classes"]), test, params)))
+                rows.append((f"{p.stem} {what}={t:g}", score(temper(probs, t), list(d["classes"]), test, params)))
         print_table(rows)
         return 0
 
@@ -293,6 +302,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             val_keys = set(card.metrics.get("validation", {}).get("val_tracklets", []))
             val = [e for e in train_used if e.tracklet_key in val_keys]
             val_probs = predict_examples(model_path, val)[0] if (a.save_probs and val) else None
+            if a.keep_models:
+                import shutil
+
+                a.keep_models.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(model_path, a.keep_models / f"{a.tag or 'run'}_{split.replace(':', '_')}.h5")
         m = score(probs, classes, test)
         rows.append((split, m))
         print(_row_text(split, m), flush=True)

@@ -101,6 +101,7 @@ def test_train_cli_every_flag_then_incremental(tmp_path):
     tr = card.training
     assert card.hsymmetry is True and tr["seed"] == 3 and tr["incremental"] is False
     assert tr["epochs_run"] <= 2
+    assert tr["temperature"] == 1.0 and "calibration" not in card.metrics  # default: no temperature calibration
     assert tr["aug_options"]["rotation_range"] == 10 and tr["aug_options"]["zoom_range"] == 0.05
     log = next((wd / "results" / "logs" / "train").rglob("mynet.log")).read_text()
     assert "epoch 1/" in log.lower() and "epoch 2/" in log.lower()  # per-epoch progress in the job log
