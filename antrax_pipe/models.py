@@ -196,8 +196,8 @@ def custom_model_input_size(modelfile: str | Path) -> int | None:
     try:
         cfg = json.loads(Path(modelfile).read_text(encoding="utf-8"))
         layers = cfg.get("config", {}).get("layers", [])
-        shape = next(lay["config"].get("batch_shape") or lay["config"].get("batch_input_shape")
-                     for lay in layers if lay["config"].get("batch_shape") or lay["config"].get("batch_input_shape"))
+        shapes = (lay["config"].get("batch_shape") or lay["config"].get("batch_input_shape") for lay in layers)
+        shape = next(s for s in shapes if s)
     except (OSError, ValueError, AttributeError, KeyError, StopIteration, TypeError):
         return None
     if len(shape) == 4 and shape[1] == shape[2] and shape[3] == 3 and isinstance(shape[1], int):

@@ -330,7 +330,7 @@ def test_tracklet_draws_balance_tracklets():
 def test_build_model_architectures(tmp_path):
     import keras
 
-    from antrax_pipe.models import ModelBuildError, build_model, has_normalization
+    from antrax_pipe.models import ModelBuildError, build_model, custom_model_input_size, has_normalization
 
     m = build_model("small", 5, 38)
     assert m.input_shape == (None, 38, 38, 3) and m.output_shape == (None, 5)
@@ -362,6 +362,9 @@ def test_build_model_architectures(tmp_path):
     js.write_text(build_model("small", 4, 24).to_json())
     assert build_model("custom", 4, 24, modelfile=js).output_shape == (None, 4)
     assert build_model(str(js), 4, 24).output_shape == (None, 4)
+    assert custom_model_input_size(js) == 24  # what --arch custom uses when no --target-size is given
+    (tmp_path / "broken.json").write_text("{not json")
+    assert custom_model_input_size(tmp_path / "broken.json") is None
     with pytest.raises(ModelBuildError, match="outputs .*4,.* but the trainset has 3 classes"):
         build_model("custom", 3, 24, modelfile=js)
     with pytest.raises(ModelBuildError, match="needs a model file"):
