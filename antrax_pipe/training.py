@@ -16,8 +16,8 @@ anTraX's aggregation and gates); the runs are in ``bench/results/accuracy_runs.t
 - a cosine learning-rate schedule over ``epochs`` (the validation loss is too noisy early on to steer the rate
   with ReduceLROnPlateau, which halved it within the first epochs), early stopping on the validation loss
   (patience 10) with the best weights restored;
-- augmentation: anTraX's geometric set plus per-channel gain (camera white balance, ±10 %); no hue jitter — tags
-  are colours;
+- augmentation: anTraX's geometric set plus per-channel gain (camera white balance, ±10 %) and saturation (±30 %);
+  no hue jitter — tags are colours;
 - **no temperature calibration by default**, measured: picking a softmax temperature on the ~60 validation
   tracklets (``calibrate='gates'``: the most right IDs minus ``gate_penalty`` × (wrong IDs + non-ID tracklets given
   an ID) under the default gates; ``'nll'``: classic temperature scaling) landed anywhere between t = 0.55 and 1.68
@@ -203,9 +203,9 @@ class AugOptions:
         if isinstance(value, AugOptions):
             return value
         if isinstance(value, str):
-            s = value.strip()
-            if s.lower() in ("none", "off", "false"):
+            if _aug_off(value):
                 return cls.none()
+            s = value.strip()
             items: dict = {}
             for part in filter(None, (p.strip() for p in s.split(","))):
                 if "=" not in part:
@@ -241,11 +241,15 @@ class AugOptions:
         return d
 
 
+def _aug_off(value) -> bool:
+    """``--aug-options none`` (or off/false): every augmentation switched off, no recipe defaults merged in."""
+    return isinstance(value, str) and value.strip().lower() in ("none", "off", "false")
+
+
 def _recipe_aug(value: AugOptions | Mapping | str | None, is_antrax: bool) -> AugOptions:
     """The recipe's augmentation with the user's keys on top: anTraX's defaults for ``recipe='antrax'``, those plus
     :data:`DEFAULT_AUG` for the default recipe. ``'none'`` and an :class:`AugOptions` are taken as they are."""
-    if is_antrax or isinstance(value, AugOptions) or (isinstance(value, str) and value.strip().lower() in
-                                                       ("none", "off", "false")):
+    if is_antrax or isinstance(value, AugOptions) or _aug_off(value):
         return AugOptions.parse(value)
     user = AugOptions.parse(value)  # validates (unknown keys, bad values) before merging
     given = set(AugOptions.parse_keys(value)) if value is not None else set()
@@ -258,8 +262,7 @@ def parse_aug_options(value: AugOptions | Mapping | str | None) -> dict:
     :meth:`AugOptions.parse` accepts again. Raises ValueError on unknown keys or bad values. Only the options given
     are kept (``none`` → every option, switched off), so the recipe's defaults still apply to the others."""
     full = AugOptions.parse(value).to_dict()
-    if value is None or isinstance(value, AugOptions) or (isinstance(value, str) and value.strip().lower() in
-                                                          ("none", "off", "false")):
+    if value is None or isinstance(value, AugOptions) or _aug_off(value):
         return full
     given = set(AugOptions.parse_keys(value))
     return {k: v for k, v in full.items() if k in given}
