@@ -35,7 +35,7 @@ from .model import (
     TrackletName,
 )
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "MULTI_CLASSES", "UNKNOWN", "AntraxFormatError", "AutoID", "ClassifierCard", "Experiment", "ImagesFile",

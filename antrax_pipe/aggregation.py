@@ -30,13 +30,15 @@ Pure numpy: nothing here imports TensorFlow, so aggregation runs in a light proc
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from .model import MULTI_CLASSES, UNKNOWN, AutoID, LabelSet
+from .io.probabilities import ProbabilitiesFile
+from .model import MULTI_CLASSES, UNKNOWN, AutoID, ClassLabelMismatchError, LabelSet, consv_gates
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +46,6 @@ log = logging.getLogger(__name__)
 METHODS: tuple[str, ...] = ("antrax", "mean", "vote")
 
 
-class ClassLabelMismatchError(ValueError):
-    """The classifier's classes and the experiment's labels.csv do not fit together."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,8 @@ class AggregationParams:
         """anTraX's derivation: ``min_conf = 1 - 0.2·c``, ``min_conf_short = 1 - 0.02·c`` (c = 0.5 → 0.9 / 0.99)."""
         if not 0.0 <= consv_factor <= 5.0:
             raise ValueError(f"consv_factor must be in [0, 5] (min_conf = 1 - 0.2*c >= 0), got {consv_factor!r}")
-        return cls(min_conf=1 - 0.2 * consv_factor, min_conf_short=1 - 0.02 * consv_factor, **kwargs)
+        min_conf, min_conf_short = consv_gates(consv_factor)
+        return cls(min_conf=min_conf, min_conf_short=min_conf_short, **kwargs)
 
     def with_(self, **kwargs) -> AggregationParams:
         return replace(self, **kwargs)
@@ -280,15 +281,13 @@ def aggregate_movie(
     check: bool = True,
     allow_missing_ids: bool = False,
 ) -> list[AutoID]:
-    """All tracklets of a per-movie probabilities file (see :mod:`antrax_pipe.inference`) → AutoID rows, in the
+    """All tracklets of a per-movie probabilities file (:mod:`antrax_pipe.io.probabilities`) → AutoID rows, in the
     file's tracklet order (= image-file order, parts in order; the order anTraX writes).
 
     ``frame_passed`` (tracklet → bool mask, parts merged) is required when ``params.usepassed``: unlike anTraX,
     which silently skips the filter when the file is absent, asking for it without giving it is an error.
     ``check`` runs :func:`check_classes` first.
     """
-    from .inference import ProbabilitiesFile  # h5py only; no TensorFlow
-
     if params.usepassed and frame_passed is None:
         raise ValueError(f"{probs_file}: usepassed is on but no frame_passed data was given (frame_passed_<m>.mat)")
     rows: list[AutoID] = []
@@ -318,3 +317,48 @@ def aggregate_movie(
             probs_file, n_missing, n_nopass,
         )
     return rows
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The rule without its gate, and the gate on its own (held-out evaluation, review gates, coverage–error curves)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def tracklet_decision(y: np.ndarray, classes: Sequence[str], labels: LabelSet,
+                      params: AggregationParams = AggregationParams()) -> tuple[str, float, int]:
+    """(ungated label, gate value, n_gate) of one tracklet's (N, C) probabilities under ``params.method``.
+
+    The gate value is what :mod:`antrax_pipe.aggregation` compares with ``min_conf``: for ``antrax`` the largest
+    probability of any ID over the ant frames (anTraX rule step 5), for ``mean`` the chosen ID's mean probability, for
+    ``vote`` the chosen ID's largest probability over its voters; ``n_gate`` is the frame count compared with
+    ``short_length``. Both are NaN / 0 when the ungated label is not an ID (the gate does not apply).
+    """
+    y = np.asarray(y, dtype=np.float32)
+    ungated = params.with_(use_min_conf=False, usepassed=False)
+    label = aggregate_tracklet(y, classes, labels, ungated).label
+    roles = ClassRoles.build(classes, labels)
+    if label not in labels.ant_labels or y.shape[0] == 0:
+        return label, math.nan, 0
+    k = list(roles.classes).index(label)
+    idx = y.argmax(axis=1)
+    if params.method == "antrax":
+        ant = roles.ant[idx]
+        return label, float(y[ant][:, roles.ant_cols].max()), int(ant.sum())
+    if params.method == "mean":
+        return label, float(y.astype(np.float64).mean(axis=0)[k]), int(y.shape[0])
+    voters = idx == k
+    return label, float(y[voters, k].max()), int(voters.sum())
+
+
+def given_id(pred_label: Sequence[str], gate: Sequence[float], n_gate: Sequence[int], ids: Iterable[str],
+             min_conf: float, min_conf_short: float, short_length: int, use_min_conf: bool = True) -> np.ndarray:
+    """Which tracklets keep their (ungated) ID at these thresholds — the aggregation's gate, vectorised."""
+    pred = np.asarray(pred_label, dtype=object)
+    g = np.asarray(gate, dtype=float)
+    n = np.asarray(n_gate, dtype=int)
+    is_id = np.isin(pred, list(ids))
+    if not use_min_conf:
+        return is_id
+    with np.errstate(invalid="ignore"):
+        passes = (g >= min_conf) & ((n >= short_length) | (g >= min_conf_short))
+    return is_id & passes

@@ -16,25 +16,34 @@ from pathlib import Path
 
 import yaml
 
-from .io.experiment import is_expdir, load_experiment, parse_explist, parse_movlist, select_movies
-from .model import AntraxFormatError
+from .io.experiment import load_experiment, parse_explist, parse_movlist, resolve_classdir, select_movies
+from .model import AntraxFormatError, consv_gates
 
 
 def workflow_snakefile() -> Path:
-    """The workflow shipped with this checkout (``ANTRAX_PIPE_WORKFLOW`` overrides)."""
+    """The workflow's Snakefile, first found of: ``ANTRAX_PIPE_WORKFLOW`` (a Snakefile or the folder holding it; set
+    but missing is an error), the copy installed inside the package (``antrax_pipe/workflow/``, what a wheel
+    ships), the checkout's ``workflow/Snakefile`` (an editable install or a clone)."""
     env = os.environ.get("ANTRAX_PIPE_WORKFLOW")
-    p = Path(env) if env else Path(__file__).resolve().parents[1] / "workflow" / "Snakefile"
-    if not p.is_file():
-        raise SystemExit(f"antrax-pipe: workflow not found at {p} (set ANTRAX_PIPE_WORKFLOW to workflow/Snakefile)")
-    return p
+    if env:
+        p = Path(env).expanduser().absolute()
+        p = p / "Snakefile" if p.is_dir() else p
+        if not p.is_file():
+            raise SystemExit(f"antrax-pipe: ANTRAX_PIPE_WORKFLOW={env}: no Snakefile at {p}")
+        return p
+    pkg = Path(__file__).resolve().parent
+    candidates = [pkg / "workflow" / "Snakefile", pkg.parent / "workflow" / "Snakefile"]
+    for p in candidates:
+        if p.is_file():
+            return p
+    raise SystemExit(f"antrax-pipe: workflow not found (looked at {', '.join(map(str, candidates))}); "
+                     "set ANTRAX_PIPE_WORKFLOW to a workflow/Snakefile")
 
 
 def _resolve_classdir(arg: str, session: str | None = None) -> Path:
-    """A classdir is a folder with ``examples/``; an expdir stands for its session's ``classifier/`` (anTraX)."""
-    p = Path(arg).expanduser().absolute()
-    if is_expdir(p):
-        return load_experiment(p, session).classdir
-    return p
+    """A classdir as anTraX resolves it (:func:`antrax_pipe.io.experiment.resolve_classdir`), made absolute because
+    the workflow runs in another directory."""
+    return resolve_classdir(arg, session, create=True).absolute()
 
 
 def _run_snakemake(workdir: Path, config: dict, sheet_rows: list[dict], targets: list[str], args) -> int:
@@ -105,8 +114,9 @@ def cmd_classify(args) -> int:
     config = {"classifiers": classifiers, "default_classifier": rows[0]["classifier"],
               "classify": {"batch_size": args.batch_size, "threads": args.threads}}
     aggregate = {"usepassed": args.usepassed, "use_min_conf": not args.dont_use_min_conf}
-    if args.consv_factor is not None:  # anTraX: min_conf = 1 - 0.2 c, min_conf_short = 1 - 0.02 c
-        aggregate.update(min_conf=1 - 0.2 * args.consv_factor, min_conf_short=1 - 0.02 * args.consv_factor)
+    if args.consv_factor is not None:
+        min_conf, min_conf_short = consv_gates(args.consv_factor)
+        aggregate.update(min_conf=min_conf, min_conf_short=min_conf_short)
     if args.min_conf is not None:
         aggregate["min_conf"] = args.min_conf
     if args.min_conf_short is not None:
@@ -171,6 +181,10 @@ def cmd_extract_trainset(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="antrax-pipe", description=__doc__.split("\n\n")[0])
+    from . import __version__
+
+    p.add_argument("--version", action="version", version=f"antrax-pipe {__version__}",
+                   help="print the version and exit")
     sub = p.add_subparsers(dest="verb", required=True)
 
     def common(sp, workdir_default="antrax-pipe-work"):

@@ -10,25 +10,14 @@ Why this shape (measurements doc §3b, §6):
 * Probabilities are appended to a resizable HDF5 dataset batch by batch and the file is renamed into place only when
   complete, so a killed job never leaves a file that looks finished.
 
-The probabilities file (``PROBS_FORMAT`` version 1, HDF5)::
-
-    probs      (n_images, C) float32   softmax rows, tracklets concatenated in file order, chunked (+ gzip optional)
-    offsets    (n_tracklets + 1,) int64  rows of tracklet i = probs[offsets[i]:offsets[i+1]] (empty tracklet: 0 rows)
-    tracklets  (n_tracklets,) vlen utf-8  dataset names in images-file order (parts in order) = autoids row order
-    part       (n_tracklets,) int32      index into the ``image_files`` attribute
-    classes    (C,) vlen utf-8           classifier class names, index order
-    attrs: format, format_version, classifier_path, classifier_sha256, image_files (JSON), preprocessing (JSON),
-           batch_size, n_images, n_tracklets, empty_tracklets (JSON), elapsed_s, images_per_s, created, antrax_pipe
-
-Aggregation reads it back with :func:`read_probabilities` / :class:`ProbabilitiesFile` (no TensorFlow needed).
-Nothing in this module imports TensorFlow at import time; only :func:`configure_tf` does.
+The output format and its reader/writer live in :mod:`antrax_pipe.io.probabilities`; aggregation reads it without
+TensorFlow. Nothing in this module imports TensorFlow at import time; only :func:`configure_tf` does.
 """
 
 from __future__ import annotations
 
 import bisect
 import contextlib
-import hashlib
 import json
 import logging
 import queue
@@ -36,17 +25,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-from .io.atomic import atomic_path
+from .io.atomic import atomic_path, file_sha256
 from .io.images import EmptyTrackletError, ImagesFile
-from .model import AntraxFormatError, ClassifierCard
-from .preprocess import PreprocessSpec, preprocess
+from .io.probabilities import ProbabilitiesWriter
+from .model import AntraxFormatError, ClassifierCard, PreprocessSpec
+from .preprocess import preprocess
 
 log = logging.getLogger(__name__)
 
@@ -97,26 +86,6 @@ def configure_tf(threads: int | None = None, gpu: bool = True) -> dict:
 # --------------------------------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------------------------------
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Content hash of the classifier, stored with the probabilities so a result names the exact model used."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def preprocess_spec(card: ClassifierCard) -> PreprocessSpec:
-    """The card's preprocessing (what the model was trained on); card fields fill what the dict leaves out."""
-    d = {"target_size": card.target_size, "background": card.background, **(card.preprocessing or {})}
-    spec = PreprocessSpec.from_dict(d)
-    if spec.target_size != card.target_size:
-        raise ValueError(
-            f"classifier card: preprocessing target_size {spec.target_size} != card target_size {card.target_size}"
-        )
-    return spec
 
 
 def _predictor(model: Any) -> Callable[[np.ndarray], np.ndarray]:
@@ -279,6 +248,67 @@ def _threaded(gen: Iterator, depth: int, stop: threading.Event) -> Iterator:
 # --------------------------------------------------------------------------------------------------------------------
 
 
+def _open_movie(stack: contextlib.ExitStack, image_files: Sequence[Path]) -> tuple[list[ImagesFile], int]:
+    """Open every part of a movie; a tracklet in two parts is an error (its rows would be ambiguous)."""
+    files = [stack.enter_context(ImagesFile(p)) for p in image_files]
+    seen: dict[str, Path] = {}
+    for f in files:
+        for name in f.tracklets:
+            if name in seen:
+                raise AntraxFormatError(f"tracklet {name!r} is in two image files: {seen[name]} and {f.path}")
+            seen[name] = f.path
+    return files, len(seen)
+
+
+def _batches(files: Sequence[ImagesFile], spec: PreprocessSpec, batch_size: int, prefetch: int, index: _Index,
+             stop: threading.Event) -> tuple[Iterator[tuple[np.ndarray, int]], queue.Queue]:
+    """The batch stream (through a reader thread when ``prefetch`` > 0) and its queue of reusable buffers."""
+    t = spec.target_size
+    free: queue.Queue = queue.Queue()
+    for _ in range(max(0, prefetch) + 2):
+        free.put(np.empty((batch_size, t, t, 3), dtype=np.float32))
+    batches = _fill_batches(files, spec, free, index, stop)
+    if prefetch > 0:
+        batches = _threaded(batches, prefetch, stop)
+    return batches, free
+
+
+def _predict_all(batches: Iterator[tuple[np.ndarray, int]], free: queue.Queue, predict: Callable,
+                 writer: ProbabilitiesWriter, report: Callable[[int], None]) -> None:
+    """Predict every batch and append its rows; buffers go back to ``free`` once their rows are written."""
+    n_classes = len(writer.classes)
+    for buf, n in batches:
+        y = np.asarray(predict(buf[:n]), dtype=np.float32)
+        if y.shape != (n, n_classes):
+            raise ValueError(
+                f"model output shape {y.shape} for a batch of {n} images; the card has {n_classes} "
+                f"classes ({', '.join(writer.classes)}) - wrong card for this model?"
+            )
+        writer.append(y)
+        free.put(buf)  # only now: y may be a view of buf (a plain callable as model)
+        report(writer.rows)
+
+
+def _reporter(name: str, total: int, index: _Index, t0: float, progress: Callable[[MovieProgress], None] | None,
+              log_every_s: float) -> Callable[[int], None]:
+    """A per-batch callback: the caller's ``progress`` every batch, a log line every ``log_every_s`` seconds."""
+    last_log = [t0]
+
+    def report(done: int) -> None:
+        now = time.perf_counter()
+        if progress is None and now - last_log[0] < log_every_s:
+            return
+        p = MovieProgress(bisect.bisect_right(index.ends, done), total, done, now - t0)
+        if progress is not None:
+            progress(p)
+        if now - last_log[0] >= log_every_s:
+            last_log[0] = now
+            log.info("%s: %d/%d tracklets, %d images, %.0f img/s", name, p.tracklets_done, total, done,
+                     p.images_per_s)
+
+    return report
+
+
 def classify_movie(
     image_files: Sequence[str | Path],
     model: Any,
@@ -303,194 +333,46 @@ def classify_movie(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     image_files = [Path(p) for p in image_files]
     out_path = Path(out_path)
-    spec = preprocess_spec(card)
+    spec = card.preprocess_spec()
     _check_model_input(model, spec)
     predict = _predictor(model)
-    classes = [str(c) for c in card.classes]
-    n_classes = len(classes)
-    if n_classes == 0:
+    if not card.classes:
         raise ValueError("classifier card has no classes")
-    t = spec.target_size
     clf_hash = file_sha256(classifier_path) if classifier_path else ""  # before the long part: fail fast
     t0 = time.perf_counter()
-
+    index, stop = _Index(), threading.Event()
     with contextlib.ExitStack() as stack:
-        files = [stack.enter_context(ImagesFile(p)) for p in image_files]
-        seen: dict[str, Path] = {}
-        for f in files:
-            for name in f.tracklets:
-                if name in seen:
-                    raise AntraxFormatError(f"tracklet {name!r} is in two image files: {seen[name]} and {f.path}")
-                seen[name] = f.path
-        total = len(seen)
+        files, total = _open_movie(stack, image_files)
         log.info("%s: %d tracklet(s) in %d file(s) to classify", out_path.name, total, len(files))
-
-        free: queue.Queue = queue.Queue()
-        for _ in range(max(0, prefetch) + 2):
-            free.put(np.empty((batch_size, t, t, 3), dtype=np.float32))
-        index = _Index()
-        stop = threading.Event()
-        batches = _fill_batches(files, spec, free, index, stop)
-        if prefetch > 0:
-            batches = _threaded(batches, prefetch, stop)
-
+        batches, free = _batches(files, spec, batch_size, prefetch, index, stop)
         with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as h5:
-            probs = h5.create_dataset(
-                "probs", shape=(0, n_classes), maxshape=(None, n_classes), dtype=np.float32,
-                chunks=(max(1, min(4096, (1 << 20) // (4 * n_classes))), n_classes), compression=compression,
-            )
-            done = 0
-            last_log = t0
+            writer = ProbabilitiesWriter(h5, card.classes, compression)
             try:
-                for buf, n in batches:
-                    y = np.asarray(predict(buf[:n]), dtype=np.float32)
-                    if y.shape != (n, n_classes):
-                        raise ValueError(
-                            f"model output shape {y.shape} for a batch of {n} images; the card has {n_classes} "
-                            f"classes ({', '.join(classes)}) - wrong card for this model?"
-                        )
-                    probs.resize(done + n, axis=0)
-                    probs[done : done + n] = y
-                    free.put(buf)  # only now: y may be a view of buf (a plain callable as model)
-                    done += n
-                    now = time.perf_counter()
-                    if progress is not None or now - last_log >= log_every_s:
-                        p = MovieProgress(bisect.bisect_right(index.ends, done), total, done, now - t0)
-                        if progress is not None:
-                            progress(p)
-                        if now - last_log >= log_every_s:
-                            last_log = now
-                            log.info("%s: %d/%d tracklets, %d images, %.0f img/s", out_path.name,
-                                     p.tracklets_done, total, done, p.images_per_s)
+                _predict_all(batches, free, predict, writer, _reporter(out_path.name, total, index, t0, progress,
+                                                                       log_every_s))
             finally:
                 stop.set()
                 close = getattr(batches, "close", None)
                 if close is not None:
                     close()  # joins the reader thread before the image files are closed
-
+            done = writer.rows
             if done != (index.ends[-1] if index.ends else 0) or len(index.names) != total:
                 raise RuntimeError(f"{out_path}: internal error: {done} probability rows for {index.ends[-1:]} images")
             elapsed = time.perf_counter() - t0
-            h5.create_dataset("offsets", data=np.array([0, *index.ends], dtype=np.int64))
-            h5.create_dataset("tracklets", data=np.array(index.names, dtype=object), dtype=_STR)
-            h5.create_dataset("part", data=np.array(index.parts, dtype=np.int32))
-            h5.create_dataset("classes", data=np.array(classes, dtype=object), dtype=_STR)
-            a = h5.attrs
-            a["format"] = PROBS_FORMAT
-            a["format_version"] = PROBS_FORMAT_VERSION
-            a["classifier_path"] = str(Path(classifier_path).absolute()) if classifier_path else ""
-            a["classifier_sha256"] = clf_hash
-            a["image_files"] = json.dumps([str(p) for p in image_files])
-            a["preprocessing"] = json.dumps(spec.to_dict())
-            a["batch_size"] = batch_size
-            a["n_images"] = done
-            a["n_tracklets"] = total
-            a["empty_tracklets"] = json.dumps(index.empty)
-            a["elapsed_s"] = elapsed
-            a["images_per_s"] = done / elapsed if elapsed > 0 else 0.0
-            a["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            from . import __version__
-
-            a["antrax_pipe"] = __version__
+            writer.finish(index.names, index.parts, index.ends, {
+                "classifier_path": str(Path(classifier_path).absolute()) if classifier_path else "",
+                "classifier_sha256": clf_hash,
+                "image_files": json.dumps([str(p) for p in image_files]),
+                "preprocessing": json.dumps(spec.to_dict()),
+                "batch_size": batch_size,
+                "n_tracklets": total,
+                "empty_tracklets": json.dumps(index.empty),
+                "elapsed_s": elapsed,
+                "images_per_s": done / elapsed if elapsed > 0 else 0.0,
+            })
     p = MovieProgress(total, total, done, elapsed)
     if progress is not None:
         progress(p)
     log.info("%s: done: %d tracklets (%d empty), %d images in %.1f s, %.0f img/s", out_path.name, total,
              len(index.empty), done, elapsed, p.images_per_s)
     return out_path
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Reading probabilities back
-# --------------------------------------------------------------------------------------------------------------------
-
-
-class ProbabilitiesFile:
-    """An open per-movie probabilities file; iterating yields (tracklet, (n_i, C) float32) in file order.
-
-    Rows are read in blocks of about ``block_rows`` (whole tracklets), so memory stays bounded for any movie.
-    """
-
-    def __init__(self, path: str | Path, block_rows: int = 65536):
-        self.path = Path(path)
-        self.block_rows = block_rows
-        if not self.path.is_file():
-            raise AntraxFormatError(f"{self.path}: probabilities file not found")
-        try:
-            self._f = h5py.File(self.path, "r")
-        except OSError as exc:
-            raise AntraxFormatError(f"{self.path}: not a readable HDF5 probabilities file ({exc})") from exc
-        try:
-            self._load_index()
-        except BaseException:
-            self._f.close()
-            raise
-
-    def _load_index(self) -> None:
-        f, where = self._f, str(self.path)
-        if f.attrs.get("format") != PROBS_FORMAT:
-            raise AntraxFormatError(f"{where}: not an antrax-pipe probabilities file (format attribute missing)")
-        if int(f.attrs.get("format_version", -1)) > PROBS_FORMAT_VERSION:
-            raise AntraxFormatError(f"{where}: format version {f.attrs['format_version']} is newer than this reader")
-        for key in ("probs", "offsets", "tracklets", "part", "classes"):
-            if key not in f:
-                raise AntraxFormatError(f"{where}: dataset {key!r} missing (incomplete file?)")
-        self.classes: list[str] = list(f["classes"].asstr()[()])
-        self.tracklets: list[str] = list(f["tracklets"].asstr()[()])
-        self.parts: np.ndarray = f["part"][()]
-        self.offsets: np.ndarray = f["offsets"][()].astype(np.int64)
-        self._probs = f["probs"]
-        self.attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-        o = self.offsets
-        ok = (
-            o.ndim == 1 and len(o) == len(self.tracklets) + 1 and len(self.parts) == len(self.tracklets)
-            and o[0] == 0 and bool(np.all(np.diff(o) >= 0)) and o[-1] == self._probs.shape[0]
-            and self._probs.ndim == 2 and self._probs.shape[1] == len(self.classes)
-        )
-        if not ok:
-            raise AntraxFormatError(
-                f"{where}: inconsistent probabilities file (probs {self._probs.shape}, {len(self.classes)} classes, "
-                f"{len(self.tracklets)} tracklets, {len(o)} offsets ending at {o[-1] if len(o) else None})"
-            )
-
-    def __enter__(self) -> ProbabilitiesFile:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._f.close()
-
-    def __len__(self) -> int:
-        return len(self.tracklets)
-
-    @property
-    def n_images(self) -> int:
-        return int(self.offsets[-1])
-
-    def probabilities(self, tracklet: str) -> np.ndarray:
-        """One tracklet's rows (random access)."""
-        try:
-            i = self.tracklets.index(tracklet)
-        except ValueError:
-            raise KeyError(f"{self.path}: no tracklet {tracklet!r}") from None
-        return self._probs[self.offsets[i] : self.offsets[i + 1]]
-
-    def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
-        o, n = self.offsets, len(self.tracklets)
-        i = 0
-        while i < n:
-            start = o[i]
-            j = max(i + 1, int(np.searchsorted(o, start + self.block_rows, side="right")) - 1)
-            j = min(j, n)
-            block = self._probs[start : o[j]]
-            for k in range(i, j):
-                yield self.tracklets[k], block[o[k] - start : o[k + 1] - start]
-            i = j
-
-
-def read_probabilities(path: str | Path) -> Iterator[tuple[str, np.ndarray]]:
-    """Iterate (tracklet, (n_i, C) float32 probabilities) of a probabilities file, in file order."""
-    with ProbabilitiesFile(path) as pf:
-        yield from pf

@@ -7,7 +7,7 @@ built in tests (and by other tools) without any file at all.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 #: Multi-ant classes are recognised by name in anTraX (there is no ``multi`` category in labels.csv).
@@ -21,8 +21,57 @@ OTHER_CATEGORY = "other_labels"
 TAGCOLOR_CATEGORY = "tagcolors"
 
 
+#: The judgements a person can record for a classified tracklet in ``classifier/validation.csv``: the ID is right,
+#: wrong, should not have been given ("ambig"), or the tracklet was left Unknown although it is an ant ("falseneg") /
+#: rightly ("trueneg").
+MARKS: tuple[str, ...] = ("correct", "wrong", "ambig", "falseneg", "trueneg")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Errors: every error the project raises on purpose derives from one of these, so the CLI and the workflow scripts
+# can print it as one line (the message names the file or input) and keep the traceback for the log.
+# --------------------------------------------------------------------------------------------------------------------
+
+
 class AntraxFormatError(ValueError):
     """A file does not follow the anTraX format; the message names the file (and tracklet) and what is wrong."""
+
+
+class TrainsetError(AntraxFormatError):
+    """A trainset (examples folder, manifest, merge) is unusable; the message names the folder or file."""
+
+
+class ExportConflictError(TrainsetError):
+    """An export would overwrite a different example file or put one tracklet under two labels; nothing was written."""
+
+
+class ClassifierFileError(AntraxFormatError):
+    """A classifier file is missing, corrupt, untrained or inconsistent; the message names the file."""
+
+
+class ClassLabelMismatchError(ValueError):
+    """The classifier's classes do not fit the experiment's labels.csv (checked before any inference)."""
+
+
+class ModelBuildError(ValueError):
+    """A network cannot be built as asked (architecture, input size, custom model file)."""
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or continue as asked."""
+
+
+class ClassListChangedError(TrainingError):
+    """Incremental training was asked for, but the trainset's classes differ from the stored model's."""
+
+
+def consv_gates(consv_factor: float) -> tuple[float, float]:
+    """anTraX's conservativeness factor c → (min_conf, min_conf_short) = (1 − 0.2c, 1 − 0.02c).
+
+    The one place of this formula: the CLI flag, the aggregation parameters and cards rebuilt from anTraX's
+    ``prmtrs`` all derive their gates from it.
+    """
+    return 1 - 0.2 * consv_factor, 1 - 0.02 * consv_factor
 
 
 @dataclass(frozen=True)
@@ -168,6 +217,23 @@ class AutoID:
     best_frame: int = 0
 
 
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """Geometry/background part of preprocessing (crop, resize to T×T, background colour); stored in the classifier
+    card so that inference prepares images exactly as training did."""
+
+    target_size: int
+    crop_size: int | None = None
+    background: str = "white"  # "white": inputs are white-background (anTraX default); "black": turn white → black
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PreprocessSpec:
+        return cls(**{k: d[k] for k in ("target_size", "crop_size", "background") if k in d})
+
+
 @dataclass
 class ClassifierCard:
     """What inference needs to know about a trained classifier, and what a person wants to know about it."""
@@ -195,3 +261,16 @@ class ClassifierCard:
     history: list = field(default_factory=list)
     #: where the card came from: "antrax_pipe" (our card) or "antrax" (rebuilt from an anTraX prmtrs + classes)
     source: str = "antrax_pipe"
+
+    def preprocess_spec(self) -> PreprocessSpec:
+        """The preprocessing the classifier was trained with: ``preprocessing`` (what training recorded), the card's
+        fields filling the gaps. A card whose two target sizes disagree is refused (it would feed the model images of
+        the wrong size)."""
+        d = {"target_size": self.target_size, "crop_size": self.crop_size, "background": self.background}
+        d.update(self.preprocessing or {})
+        spec = PreprocessSpec.from_dict(d)
+        if spec.target_size != self.target_size:
+            raise ValueError(
+                f"classifier card: preprocessing target_size {spec.target_size} != card target_size {self.target_size}"
+            )
+        return spec

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from .io.atomic import atomic_write_text
+from .io.atomic import atomic_write_text, file_sha256
+from .io.examples import IMAGE_SUFFIXES
 from .io.experiment import load_experiment, parse_movlist, select_movies
 from .model import AntraxFormatError, Experiment, MovieImages
 
 #: what counts as an example image (the same list as ``antrax_pipe.trainset.IMAGE_SUFFIXES``, which imports cv2)
-EXAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 _HASH_CACHE_FORMAT = "antrax-pipe-example-hashes-1"
 
 
@@ -146,26 +146,18 @@ def trainset_fingerprint(classdirs: list[Path], cache: Path | None = None) -> st
         for root, dirs, files in os.walk(ex):
             dirs.sort()
             for fn in sorted(files):
-                if fn.startswith(".") or not fn.lower().endswith(EXAMPLE_SUFFIXES):
+                if fn.startswith(".") or not fn.lower().endswith(IMAGE_SUFFIXES):
                     continue
                 path = os.path.join(root, fn)
                 st = os.stat(path)
                 stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
                 hit = known.get(path)
-                digest = hit[3] if hit is not None and hit[:3] == stamp else _file_sha256(path)
+                digest = hit[3] if hit is not None and hit[:3] == stamp else file_sha256(path)
                 fresh[path] = [*stamp, digest]
                 h.update(f"{os.path.relpath(path, ex)}\0{digest}\n".encode())
     if cache is not None and any(known.get(k) != v for k, v in fresh.items()):
         _save_hash_cache(cache, {**known, **fresh})
     return h.hexdigest()[:16]
-
-
-def _file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _load_hash_cache(path: Path) -> dict[str, list]:

@@ -1,4 +1,5 @@
-"""The one preprocessing function shared by training and inference (anTraX had two that disagreed, spec §9/§14.10).
+"""The one preprocessing function shared by training and inference (anTraX had two that disagreed: nearest-neighbour
+resizing at training, bicubic at prediction).
 
 Input: blob images (N, H, W, 3) uint8, white background, as read from ``images_<m>.mat`` or example PNGs.
 Output: (N, T, T, 3) float32 in 0–255. Pixel scaling (e.g. to [0, 1]) belongs to the model itself (a Rescaling
@@ -7,26 +8,10 @@ layer), so that the saved classifier alone says how its input is normalised.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import cv2
 import numpy as np
 
-
-@dataclass(frozen=True)
-class PreprocessSpec:
-    """Geometry/background part of preprocessing; stored in the classifier card."""
-
-    target_size: int
-    crop_size: int | None = None
-    background: str = "white"  # "white": inputs are white-background (anTraX default); "black": turn white → black
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> PreprocessSpec:
-        return cls(**{k: d[k] for k in ("target_size", "crop_size", "background") if k in d})
+from .model import PreprocessSpec
 
 
 def resize_square(img: np.ndarray, size: int) -> np.ndarray:

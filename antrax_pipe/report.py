@@ -18,14 +18,12 @@ Definitions used throughout (also printed on the page):
 from __future__ import annotations
 
 import base64
-import dataclasses
 import datetime as _dt
 import html
 import io
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +34,12 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from . import __version__
+from ._version import __version__
+from .coverage import operating_point, validation_curve, validation_params
 from .io.atomic import atomic_write_text
-from .model import AntraxFormatError, AutoID, ClassifierCard, Experiment, LabelSet, TrackletName
+from .io.heldout import STATUS_OK, read_validation
+from .results import KIND_SLUG, SessionResult, marks_table, summarize_session, summary_totals, tracklet_table
+from .model import ClassifierCard, LabelSet
 from .stats import (
     KIND_ID,
     KIND_MULTI,
@@ -47,7 +48,6 @@ from .stats import (
     KIND_UNKNOWN,
     KIND_UNLISTED,
     KINDS,
-    MARKS,
     Rate,
     fmt_pct,
     label_kind,
@@ -57,11 +57,6 @@ from .stats import (
     validation_stats,
 )
 
-#: Column-name slug of each kind in the summary table (``tracklets_<slug>``, ``frames_<slug>``).
-KIND_SLUG: dict[str, str] = {
-    KIND_ID: "id", KIND_NONANT: "nonant", KIND_MULTI: "multi", KIND_UNKNOWN: "unknown", KIND_OTHER: "other",
-    KIND_UNLISTED: "unlisted",
-}
 KIND_COLOR: dict[str, str] = {
     KIND_ID: "#4c72b0", KIND_NONANT: "#8c8c8c", KIND_MULTI: "#dd8452", KIND_UNKNOWN: "#c44e52",
     KIND_OTHER: "#937860", KIND_UNLISTED: "#da8bc3",
@@ -69,268 +64,8 @@ KIND_COLOR: dict[str, str] = {
 #: Parameter names under which the aggregation's short-tracklet length (anTraX: < 5 ant frames → ``min_conf_short``)
 #: is looked up, to mark it on the tracklet-length plot.
 SHORT_LEN_KEYS: tuple[str, ...] = ("short_len", "min_conf_short_len", "short_frames", "short_length")
-VALIDATION_COLUMNS: tuple[str, ...] = ("tracklet", "autoID", "mark", "n_frames")
 
 _DPI = 80
-
-
-@dataclass
-class SessionResult:
-    """Everything the report needs about one classified experiment session (plain data, no file access).
-
-    ``autoids``: movie → rows of ``autoids_<m>.csv``; ``n_images``: movie → tracklet → number of images;
-    ``failed_movies``: movie → error text; ``truth``: tracklet → true label; ``validation_marks``: rows of
-    ``classifier/validation.csv`` (DataFrame, or mappings/dataclasses with tracklet, autoID, mark, n_frames);
-    ``review_plan`` / ``label_next``: ``classifier/review_plan.csv`` and ``classifier/label_next.csv``
-    (:mod:`antrax_pipe.review`), when they exist.
-    """
-
-    experiment: str
-    session: str
-    labels: LabelSet
-    autoids: dict[int, list[AutoID]] = field(default_factory=dict)
-    n_images: dict[int, dict[str, int]] = field(default_factory=dict)
-    failed_movies: dict[int, str] = field(default_factory=dict)
-    truth: dict[str, str] | None = None
-    validation_marks: pd.DataFrame | Sequence[Any] | None = None
-    review_plan: pd.DataFrame | None = None
-    label_next: pd.DataFrame | None = None
-
-    @property
-    def name(self) -> str:
-        return f"{self.experiment}/{self.session}"
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Tables of numbers
-# --------------------------------------------------------------------------------------------------------------------
-
-
-def _frames_lookup(session: SessionResult) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for counts in session.n_images.values():
-        out.update({t: int(n) for t, n in counts.items()})
-    return out
-
-
-def _tracklet_frames(session: SessionResult, movie: int | None, tracklet: str, lookup: Mapping[str, int]) -> int:
-    """Images of a tracklet: from n_images (that movie first), else from its name; a clear error if neither works."""
-    if movie is not None and tracklet in session.n_images.get(movie, {}):
-        return int(session.n_images[movie][tracklet])
-    if tracklet in lookup:
-        return lookup[tracklet]
-    try:
-        return TrackletName.parse(tracklet).n_frames
-    except ValueError as exc:
-        where = f"{session.name}" + (f", movie {movie}" if movie is not None else "")
-        raise AntraxFormatError(
-            f"{where}: tracklet {tracklet!r}: no image count given and the name is not an anTraX tracklet name, so its "
-            f"number of frames is unknown"
-        ) from exc
-
-
-def tracklet_table(session: SessionResult) -> pd.DataFrame:
-    """One row per classified tracklet: movie, tracklet, label, kind, score, frames."""
-    lookup = _frames_lookup(session)
-    rows = []
-    for movie in sorted(session.autoids):
-        for a in session.autoids[movie]:
-            rows.append((movie, a.tracklet, a.label, label_kind(a.label, session.labels), float(a.score),
-                         _tracklet_frames(session, movie, a.tracklet, lookup)))
-    df = pd.DataFrame(rows, columns=["movie", "tracklet", "label", "kind", "score", "frames"])
-    return df.astype({"movie": "int64", "score": "float64", "frames": "int64"})
-
-
-def _assignment(id_count: float, nonant_count: float, total: float) -> float:
-    denom = total - nonant_count
-    return float(id_count / denom) if denom > 0 else math.nan
-
-
-def summarize_session(session: SessionResult) -> pd.DataFrame:
-    """Per movie: status, tracklets and frames per label kind, assignment rate (see the module docstring).
-
-    ``status``: ``ok``; ``empty`` (autoids without rows — anTraX's MATLAB reader stops at such a file); ``failed``
-    (listed in ``failed_movies``, ``error`` holds the text); ``missing`` (has images but neither autoids nor an error).
-    Counts of movies without autoids are NA; ``assignment_rate`` (frames) and ``assignment_rate_tracklets`` are NaN
-    when undefined (no non-non-ant tracklet).
-    """
-    tt = tracklet_table(session)
-    movies = sorted(set(session.autoids) | set(session.failed_movies) | set(session.n_images))
-    count_cols = ["tracklets", "frames"] + [f"{u}_{KIND_SLUG[k]}" for k in KINDS for u in ("tracklets", "frames")]
-    rows = []
-    for m in movies:
-        row: dict[str, Any] = {"experiment": session.experiment, "session": session.session, "movie": m}
-        if m in session.failed_movies:
-            row["status"], row["error"] = "failed", str(session.failed_movies[m])
-        elif m not in session.autoids:
-            row["status"], row["error"] = "missing", "no autoids and no error reported"
-        else:
-            row["status"] = "ok" if session.autoids[m] else "empty"
-            row["error"] = ""
-        if m in session.autoids:
-            sub = tt[tt.movie == m]
-            row["tracklets"], row["frames"] = len(sub), int(sub.frames.sum())
-            for k in KINDS:
-                s = sub[sub.kind == k]
-                row[f"tracklets_{KIND_SLUG[k]}"], row[f"frames_{KIND_SLUG[k]}"] = len(s), int(s.frames.sum())
-            row["assignment_rate"] = _assignment(row["frames_id"], row["frames_nonant"], row["frames"])
-            row["assignment_rate_tracklets"] = _assignment(row["tracklets_id"], row["tracklets_nonant"],
-                                                           row["tracklets"])
-        else:
-            row.update({c: pd.NA for c in count_cols})
-            row["assignment_rate"] = row["assignment_rate_tracklets"] = math.nan
-        rows.append(row)
-    columns = ["experiment", "session", "movie", "status", "error", *count_cols, "assignment_rate",
-               "assignment_rate_tracklets"]
-    df = pd.DataFrame(rows, columns=columns)
-    return df.astype({"movie": "int64", **{c: "Int64" for c in count_cols},
-                      "assignment_rate": "float64", "assignment_rate_tracklets": "float64"})
-
-
-def summary_totals(summary: pd.DataFrame) -> dict[str, Any]:
-    """Sum of the counts over the movies that have autoids, and the assignment rates of the sums."""
-    counts = [c for c in summary.columns if c.startswith(("tracklets", "frames"))]
-    tot: dict[str, Any] = {c: int(summary[c].sum(skipna=True)) for c in counts}
-    tot["assignment_rate"] = _assignment(tot["frames_id"], tot["frames_nonant"], tot["frames"])
-    tot["assignment_rate_tracklets"] = _assignment(tot["tracklets_id"], tot["tracklets_nonant"], tot["tracklets"])
-    return tot
-
-
-def write_summary_tsv(sessions: Iterable[SessionResult], path: str | Path) -> Path:
-    """All sessions' per-movie summaries in one TSV (NA for undefined numbers), written atomically."""
-    frames = [summarize_session(s) for s in sessions]
-    df = pd.concat(frames, ignore_index=True) if frames else summarize_session(
-        SessionResult("", "", LabelSet({}))).iloc[0:0]
-    return atomic_write_text(path, df.to_csv(sep="\t", index=False, na_rep="NA", lineterminator="\n"))
-
-
-def _normalise_marks(raw: pd.DataFrame | Sequence[Any], source: str, frames_of: Any) -> pd.DataFrame:
-    """Validation marks → DataFrame (tracklet, autoID, mark, n_frames); ``frames_of(tracklet)`` fills a missing
-    n_frames; errors name ``source`` and the tracklet."""
-    if isinstance(raw, pd.DataFrame):
-        df = raw.copy()
-    else:
-        recs = [dataclasses.asdict(r) if dataclasses.is_dataclass(r) else dict(r) for r in raw]
-        df = pd.DataFrame.from_records(recs)
-    rename = {c: std for c in df.columns for std in VALIDATION_COLUMNS if str(c).lower() == std.lower()}
-    df = df.rename(columns=rename)
-    if df.empty and not len(df.columns):
-        df = pd.DataFrame(columns=list(VALIDATION_COLUMNS))
-    for col in ("tracklet", "mark"):
-        if col not in df.columns:
-            raise AntraxFormatError(f"{source}: validation marks have no {col!r} column (columns: "
-                                    f"{', '.join(map(str, df.columns)) or 'none'})")
-    if "autoID" not in df.columns:
-        df["autoID"] = ""
-    if "n_frames" not in df.columns:
-        df["n_frames"] = pd.NA
-    df = df[list(VALIDATION_COLUMNS)].copy()
-    df["tracklet"] = df["tracklet"].astype(str)
-    df["mark"] = df["mark"].astype(str).str.strip().str.lower()
-    bad = df[~df["mark"].isin(MARKS)]
-    if len(bad):
-        r = bad.iloc[0]
-        raise AntraxFormatError(f"{source}: validation mark of tracklet {r.tracklet!r} is {r.mark!r}; expected one "
-                                f"of {', '.join(MARKS)}")
-    df = df.drop_duplicates("tracklet", keep="last").reset_index(drop=True)
-    n = pd.to_numeric(df["n_frames"], errors="coerce")
-    bad_n = df.loc[n.notna() & ((n < 0) | (n != n.round())), "tracklet"]
-    if len(bad_n):
-        raise AntraxFormatError(f"{source}: validation mark of tracklet {bad_n.iloc[0]!r}: n_frames is not a "
-                                f"non-negative integer")
-    df["n_frames"] = pd.Series([int(v) if not pd.isna(v) else frames_of(t) for t, v in zip(df["tracklet"], n)],
-                               dtype="int64")
-    df["autoID"] = df["autoID"].fillna("").astype(str)
-    return df
-
-
-def marks_table(session: SessionResult) -> pd.DataFrame | None:
-    """The session's validation marks, one row per tracklet (the last mark wins, as re-marking in the validate app
-    moves a tracklet); a missing ``n_frames`` comes from the image counts or the tracklet name."""
-    if session.validation_marks is None:
-        return None
-    lookup = _frames_lookup(session)
-    return _normalise_marks(session.validation_marks, f"{session.name} (validation marks)",
-                            lambda t: _tracklet_frames(session, None, t, lookup))
-
-
-def load_validation_marks(path: str | Path, n_images: Mapping[str, int] | None = None) -> pd.DataFrame:
-    """Read ``classifier/validation.csv`` (comma CSV with a header naming at least tracklet and mark; autoID and
-    n_frames optional). An empty ``n_frames`` is taken from ``n_images`` (tracklet → images), else from the name."""
-    path = Path(path)
-    if not path.is_file():
-        raise AntraxFormatError(f"{path}: validation marks file not found")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise AntraxFormatError(f"{path}: cannot be read as a CSV table ({exc})") from exc
-    df = df.replace("", pd.NA)
-    counts = dict(n_images or {})
-
-    def frames_of(t: str) -> int:
-        if t in counts:
-            return int(counts[t])
-        try:
-            return TrackletName.parse(t).n_frames
-        except ValueError as exc:
-            raise AntraxFormatError(f"{path}: tracklet {t!r}: n_frames is empty and the name is not an anTraX "
-                                    f"tracklet name") from exc
-
-    return _normalise_marks(df, str(path), frames_of)
-
-
-def load_session_result(experiment: Experiment, movies: Iterable[int] | None = None,
-                        failed_movies: Mapping[int, str] | None = None, truth: Mapping[str, str] | None = None,
-                        count_images: bool = True) -> SessionResult:
-    """Collect a :class:`SessionResult` from an experiment's files (labels.csv, ``labels/autoids_<m>.csv``,
-    ``classifier/validation.csv`` if present, and — with ``count_images`` — the image count of every tracklet from
-    ``images_<m>.mat``, read from HDF5 metadata only).
-
-    ``movies`` defaults to every movie with images, autoids or a failure. A movie without autoids that is not in
-    ``failed_movies`` is reported as missing.
-    """
-    from .io.autoids import read_autoids
-    from .io.images import EmptyTrackletError, ImagesFile, find_movie_images
-    from .io.labels import read_labels
-
-    failed = {int(m): str(e) for m, e in (failed_movies or {}).items()}
-    images = find_movie_images(experiment.images_dir)
-    if movies is None:
-        on_disk = {int(p.stem.split("_")[1]) for p in experiment.labels_dir.glob("autoids_*.csv")
-                   if p.stem.split("_")[1].isdigit() and len(p.stem.split("_")) == 2}
-        movie_list = sorted(set(images) | on_disk | set(failed))
-    else:
-        movie_list = sorted(set(int(m) for m in movies))
-    autoids: dict[int, list[AutoID]] = {}
-    n_images: dict[int, dict[str, int]] = {}
-    for m in movie_list:
-        f = experiment.autoids_file(m)
-        if m not in failed and f.is_file():
-            autoids[m] = read_autoids(f)
-        if count_images and m in images:
-            counts: dict[str, int] = {}
-            for part in images[m].parts:
-                with ImagesFile(part) as imf:
-                    for t in imf.tracklets:
-                        try:
-                            counts[t] = imf.n_images(t)
-                        except EmptyTrackletError:
-                            counts[t] = 0
-            n_images[m] = counts
-        elif m not in autoids and m not in failed:
-            n_images[m] = {}  # keeps the movie in the summary, as missing
-    vfile = experiment.classdir / "validation.csv"
-    all_counts = {t: n for counts in n_images.values() for t, n in counts.items()}
-    from .review import read_label_next, read_review_plan
-
-    plan_file, next_file = experiment.classdir / "review_plan.csv", experiment.classdir / "label_next.csv"
-    return SessionResult(
-        experiment=experiment.name, session=experiment.session, labels=read_labels(experiment.labels_file),
-        autoids=autoids, n_images=n_images, failed_movies=failed, truth=dict(truth) if truth else None,
-        validation_marks=load_validation_marks(vfile, all_counts) if vfile.is_file() else None,
-        review_plan=read_review_plan(plan_file) if plan_file.is_file() else None,
-        label_next=read_label_next(next_file) if next_file.is_file() else None,
-    )
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -1030,7 +765,6 @@ CURVE_TABLE_THRESHOLDS: tuple[float, ...] = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99
 
 def _coverage_section(validation: Any, params: Mapping[str, Any] | None) -> str:
     """Coverage–error curve of the tracklet rule over min_conf on held-out tracklets (``validate`` rule output)."""
-    from .validation import STATUS_OK, operating_point
 
     parts = ['<h3 id="coverage">Coverage–error curve of the tracklet rule</h3>']
     if validation is None:
@@ -1041,7 +775,7 @@ def _coverage_section(validation: Any, params: Mapping[str, Any] | None) -> str:
         parts.append(_note("No coverage–error curve: " + html.escape(validation.reason or validation.status)
                            + ". Judge a review plan instead (below each session) to measure the error.", "warn"))
         return "".join(parts)
-    vp = validation.params
+    vp = validation_params(validation)
     cfg = dict(params or {})
     keys = ("use_min_conf", "min_conf", "min_conf_short", "short_length")
     conf_params = vp.with_(**{k: cfg[k] for k in keys if k in cfg and not _is_missing(cfg[k])})
@@ -1059,7 +793,7 @@ def _coverage_section(validation: Any, params: Mapping[str, Any] | None) -> str:
     if cfg.get("method") and cfg["method"] != vp.method:
         parts.append(_note(f"the validation was computed with method {html.escape(vp.method)} but the run uses "
                            f"{html.escape(str(cfg['method']))}: rerun the validate rule.", "warn"))
-    curve = validation.curve()
+    curve = validation_curve(validation)
     configured = conf_params.min_conf if conf_params.use_min_conf else None
     plot = plot_coverage_error(curve, configured, marks=(0.5, 0.8, 0.9, 0.99))
     if plot:
@@ -1128,11 +862,10 @@ def build_report(sessions: Sequence[SessionResult], card: ClassifierCard | None,
                  title: str = "antrax-pipe classification report", validation: Any = None) -> Path:
     """Write the self-contained HTML validation report atomically and return its path.
 
-    ``validation``: the classifier's held-out evaluation (:class:`antrax_pipe.validation.ClassifierValidation` or
+    ``validation``: the classifier's held-out evaluation (:class:`antrax_pipe.io.heldout.ClassifierValidation` or
     the path of its ``validation.h5``) for the coverage–error curve; None → "not available".
     """
     if isinstance(validation, (str, Path)):
-        from .validation import read_validation
 
         validation = read_validation(validation)
     sessions = list(sessions)

@@ -16,15 +16,14 @@ each with its reason — ``long Unknown`` (long tracklets the rule left Unknown:
 ``near threshold`` (the gate value is close to ``min_conf``: a better model moves them across it), ``confused
 pair`` (the two largest ID sums are a pair the validation confusion matrix confuses most). Reasons are interleaved
 (round robin) so every kind of need is represented; tracklets already in the trainset are skipped. Nothing is
-labelled automatically: :func:`export_labelled` exports only tracklets a person gave a label, through the app's
-checked export (never overwrites a different file, refuses a tracklet already exported under another label).
+labelled automatically: :func:`export_labelled` exports only tracklets a person gave a label, through the same
+checked export as the app (never overwrites a different file, refuses a tracklet already exported under another
+label). The files themselves are :mod:`antrax_pipe.io.review_tables`.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -34,19 +33,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .aggregation import AggregationParams
-from .io.atomic import atomic_write_text
-from .model import AntraxFormatError, LabelSet
-from .stats import KIND_ID, KIND_NONANT, KIND_UNKNOWN
+from .aggregation import AggregationParams, ClassRoles, tracklet_decision
+from .io.examples import parse_example_name
+from .io.experiment import load_experiment, read_movies_info, select_movies
+from .io.images import ImagesFile
+from .io.labels import read_labels
+from .io.probabilities import ProbabilitiesFile
+from .io.review_tables import NEXT_COLUMNS, PLAN_COLUMNS
+from .model import AntraxFormatError, LabelSet, TrackletName
+from .stats import KIND_ID, KIND_NONANT, KIND_UNKNOWN, most_confused
+from .trainset import export_frame_numbers, export_images, refresh_manifest
 
 log = logging.getLogger(__name__)
 
 #: Lower edges of the length bins (frames): 1–4 (below anTraX's short length 5), 5–19, 20–99, 100–499, ≥ 500.
 LENGTH_EDGES: tuple[int, ...] = (1, 5, 20, 100, 500)
-PLAN_COLUMNS: tuple[str, ...] = ("order", "tracklet", "movie", "autoID", "score", "n_frames", "stratum",
-                                 "stratum_size", "stratum_drawn", "weight")
-NEXT_COLUMNS: tuple[str, ...] = ("rank", "tracklet", "movie", "autoID", "n_frames", "score", "reason", "priority",
-                                 "gate", "candidate", "runner_up", "detail")
 REVIEW_KINDS: tuple[str, ...] = (KIND_ID, KIND_NONANT)
 REASON_LONG_UNKNOWN = "long Unknown"
 REASON_NEAR_THRESHOLD = "near threshold"
@@ -119,49 +120,6 @@ def sampling_plan(tracklets: pd.DataFrame, n: int, seed: int = 0, experiment: st
     return plan[list(PLAN_COLUMNS)].astype({"movie": "int64", "n_frames": "int64", "score": "float64"})
 
 
-def _looks_like(path: Path, column: str) -> bool:
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as fh:
-            header = next(csv.reader(fh), [])
-    except (OSError, UnicodeDecodeError):
-        return False
-    return column in header
-
-
-def _write_product_csv(path: str | Path, df: pd.DataFrame, marker: str, what: str) -> Path:
-    """Write a product CSV atomically; a file of that name that is not one of ours (no ``marker`` column) is never
-    replaced, and neither is the marks file."""
-    path = Path(path)
-    if path.name == "validation.csv":
-        raise AntraxFormatError(f"{path}: refusing to write a {what} over the validation marks file")
-    if path.exists() and not _looks_like(path, marker):
-        raise AntraxFormatError(f"{path}: exists and is not a {what} written by antrax-pipe (no {marker!r} column); "
-                                f"move it away first")
-    buf = io.StringIO()
-    df.to_csv(buf, index=False, lineterminator="\n", float_format="%.6g")
-    return atomic_write_text(path, buf.getvalue())
-
-
-def write_review_plan(path: str | Path, plan: pd.DataFrame) -> Path:
-    """``review_plan.csv`` (comma CSV, columns :data:`PLAN_COLUMNS`), atomically."""
-    return _write_product_csv(path, plan[list(PLAN_COLUMNS)], "stratum", "review plan")
-
-
-def read_review_plan(path: str | Path) -> pd.DataFrame:
-    """Read a ``review_plan.csv``; errors name the file and the missing columns."""
-    path = Path(path)
-    if not path.is_file():
-        raise AntraxFormatError(f"{path}: review plan not found")
-    try:
-        df = pd.read_csv(path, dtype={"tracklet": str, "autoID": str, "stratum": str}, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise AntraxFormatError(f"{path}: cannot be read as a CSV table ({exc})") from exc
-    missing = [c for c in ("tracklet", "movie", "autoID", "n_frames", "stratum") if c not in df.columns]
-    if missing:
-        raise AntraxFormatError(f"{path}: not a review plan (missing column(s) {', '.join(missing)})")
-    return df
-
-
 # --------------------------------------------------------------------------------------------------------------------
 # What to label next
 # --------------------------------------------------------------------------------------------------------------------
@@ -172,12 +130,8 @@ GATE_COLUMNS: tuple[str, ...] = ("tracklet", "movie", "pred_label", "gate", "n_g
 
 def tracklet_gates(probs_file: str | Path, labels: LabelSet, params: AggregationParams, movie: int) -> pd.DataFrame:
     """Per tracklet of a probabilities file: the rule's ungated label, its gate value and frame count
-    (:func:`antrax_pipe.validation.tracklet_decision`), and the two IDs with the largest probability sums over the
+    (:func:`antrax_pipe.aggregation.tracklet_decision`), and the two IDs with the largest probability sums over the
     ant frames (``candidate``, ``runner_up``) with the runner-up's share of the ID sum (0.5 = a coin toss)."""
-    from .aggregation import ClassRoles
-    from .inference import ProbabilitiesFile
-    from .validation import tracklet_decision
-
     rows = []
     with ProbabilitiesFile(probs_file) as pf:
         classes = pf.classes
@@ -202,8 +156,6 @@ def tracklet_gates(probs_file: str | Path, labels: LabelSet, params: Aggregation
 
 def trainset_tracklets(examples_dir: str | Path, experiment: str) -> set[str]:
     """Tracklet names of ``experiment`` that already have images under ``examples_dir/<label>/`` (any label)."""
-    from .trainset import parse_example_name
-
     d = Path(examples_dir)
     if not d.is_dir():
         return set()
@@ -305,21 +257,43 @@ def label_next(tracklets: pd.DataFrame, gates: pd.DataFrame | None, params: Aggr
     return out[list(NEXT_COLUMNS)]
 
 
-def write_label_next(path: str | Path, table: pd.DataFrame) -> Path:
-    """``label_next.csv`` (columns :data:`NEXT_COLUMNS`), atomically; it holds suggestions only, never a label."""
-    return _write_product_csv(path, table[list(NEXT_COLUMNS)], "reason", "label-next list")
+def _decision_rows(decisions: Mapping[str, str] | pd.DataFrame) -> list[tuple[str, str, Any]]:
+    """(tracklet, label, movie or None) of every decision; an empty label means "not decided yet"."""
+    if isinstance(decisions, pd.DataFrame):
+        if "tracklet" not in decisions.columns or "label" not in decisions.columns:
+            raise AntraxFormatError("export_labelled: the decisions table needs 'tracklet' and 'label' columns")
+        return [(str(r["tracklet"]), "" if pd.isna(r["label"]) else str(r["label"]).strip(), r.get("movie"))
+                for r in decisions.to_dict("records")]
+    return [(str(t), str(lab or "").strip(), None) for t, lab in decisions.items()]
 
 
-def read_label_next(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file():
-        raise AntraxFormatError(f"{path}: label-next list not found")
-    df = pd.read_csv(path, dtype={"tracklet": str, "autoID": str, "reason": str, "detail": str,
-                                  "candidate": str, "runner_up": str}, keep_default_na=False)
-    missing = [c for c in ("tracklet", "movie", "reason") if c not in df.columns]
-    if missing:
-        raise AntraxFormatError(f"{path}: not a label-next list (missing column(s) {', '.join(missing)})")
-    return df
+def _movie_of(tracklet: str, movie: Any, suggested: Mapping[str, Any]) -> int:
+    if movie is None or (isinstance(movie, float) and math.isnan(movie)) or movie == "":
+        movie = suggested.get(tracklet)
+    if movie is None:
+        try:
+            movie = TrackletName.parse(tracklet).movie
+        except ValueError as exc:
+            raise AntraxFormatError(f"export_labelled: tracklet {tracklet!r}: no movie given and {exc}") from exc
+    return int(movie)
+
+
+def _first_frames(exp: Any) -> dict[int, int]:
+    """Movie → first absolute frame from movies_info.txt ({} without it: export names then use movie frames)."""
+    try:
+        df = read_movies_info(exp.parameters_dir / "movies_info.txt")
+    except (AntraxFormatError, ValueError, TypeError):
+        return {}
+    return {int(m): int(v) for m, v in zip(df["index"], df["fi"])}
+
+
+def _read_tracklet(exp: Any, movie: int, tracklet: str) -> np.ndarray:
+    mi = select_movies(exp, None).get(movie)
+    for part in (mi.parts if mi else ()):
+        with ImagesFile(part) as f:
+            if tracklet in f.tracklets:
+                return f.read(tracklet, white_bg=True)
+    raise AntraxFormatError(f"{exp.images_dir}: no tracklet {tracklet!r} in movie {movie}")
 
 
 def export_labelled(expdir: str | Path, decisions: Mapping[str, str] | pd.DataFrame, session: str | None = None,
@@ -328,55 +302,45 @@ def export_labelled(expdir: str | Path, decisions: Mapping[str, str] | pd.DataFr
 
     ``decisions``: tracklet → label, or a table with ``tracklet``, ``label`` (and ``movie``) columns; rows with an
     empty label are skipped (no decision yet). The movie comes from the table, else from ``suggestions`` (a
-    label-next list), else from the tracklet name. Each export goes through the app's checks
-    (:meth:`antrax_pipe.app.core.TrainsetApp.export`): labels must be in labels.csv, different files are never
+    label-next list), else from the tracklet name. Each export goes through the same checks as the app's
+    (:func:`antrax_pipe.trainset.export_images`): labels must be in labels.csv, different files are never
     overwritten, a tracklet already exported under another label is refused. Returns one result per export.
     """
-    from .app.core import AppError, TrainsetApp
-    from .model import TrackletName
-
-    if isinstance(decisions, pd.DataFrame):
-        if "tracklet" not in decisions.columns or "label" not in decisions.columns:
-            raise AntraxFormatError("export_labelled: the decisions table needs 'tracklet' and 'label' columns")
-        rows = [(str(r["tracklet"]), "" if pd.isna(r["label"]) else str(r["label"]).strip(),
-                 r.get("movie")) for r in decisions.to_dict("records")]
-    else:
-        rows = [(str(t), str(lab or "").strip(), None) for t, lab in decisions.items()]
-    movie_of = {}
+    exp = load_experiment(expdir, session)
+    labels = read_labels(exp.labels_file)
+    suggested = {}
     if suggestions is not None and len(suggestions):
-        movie_of = dict(zip(suggestions["tracklet"].astype(str), suggestions["movie"]))
-    app = TrainsetApp(expdir, session, seed=0)
+        suggested = dict(zip(suggestions["tracklet"].astype(str), suggestions["movie"]))
+    first = _first_frames(exp)
+    examples_dir = exp.classdir / "examples"
     results = []
-    for tracklet, label, movie in rows:
+    for tracklet, label, movie in _decision_rows(decisions):
         if not label:
             continue
-        if movie is None or (isinstance(movie, float) and math.isnan(movie)) or movie == "":
-            movie = movie_of.get(tracklet)
-        if movie is None:
-            try:
-                movie = TrackletName.parse(tracklet).movie
-            except ValueError as exc:
-                raise AntraxFormatError(f"export_labelled: tracklet {tracklet!r}: no movie given and {exc}") from exc
+        if label not in labels.all_labels:
+            raise AntraxFormatError(f"{exp.expdir}: tracklet {tracklet!r} → {label!r}: label {label!r} is not in "
+                                    f"{exp.labels_file} (labels: {', '.join(labels.all_labels)})")
+        m = _movie_of(tracklet, movie, suggested)
+        images = _read_tracklet(exp, m, tracklet)
+        numbers, mode = export_frame_numbers(tracklet, len(images), first.get(m))
         try:
-            res = app.export(int(movie), tracklet, label)
-        except AppError as exc:
-            raise AntraxFormatError(f"{app.experiment.expdir}: tracklet {tracklet!r} → {label!r}: {exc.message}") \
-                from exc
-        log.info("exported %s → %s: %d written, %d already there", tracklet, label, len(res["written"]),
-                 len(res["skipped"]))
-        results.append({"tracklet": tracklet, **res})
+            written, skipped = export_images(examples_dir, exp.name, tracklet, label, images, numbers)
+        except AntraxFormatError as exc:
+            raise AntraxFormatError(f"{exp.expdir}: tracklet {tracklet!r} → {label!r}: {exc}") from exc
+        manifest = refresh_manifest(exp.classdir) if written else None
+        log.info("exported %s → %s: %d written, %d already there", tracklet, label, len(written), len(skipped))
+        results.append({"tracklet": tracklet, "label": label, "dir": str(examples_dir / label), "written": written,
+                        "skipped": skipped, "frame_mode": mode, "manifest": manifest})
     return results
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# The stage
+# Confused pairs
 # --------------------------------------------------------------------------------------------------------------------
 
 
 def confused_pairs_of(card: Any, labels: LabelSet, top: int = 5) -> list[tuple[str, str]]:
     """Most-confused ID pairs of a classifier card's validation confusion matrix (tracklet-level if recorded)."""
-    from .stats import most_confused
-
     metrics = getattr(card, "metrics", None) or {}
     val = metrics.get("validation") if isinstance(metrics.get("validation"), Mapping) else {}
     cm = val.get("confusion_tracklets") or val.get("confusion_images") or metrics.get("confusion")
@@ -390,41 +354,3 @@ def confused_pairs_of(card: Any, labels: LabelSet, top: int = 5) -> list[tuple[s
     return [(a, b) for a, b, _, _ in most_confused(cm, classes, among=ids, top=top)]
 
 
-def review_stage(session_dir: str | Path, session: str, movies: Sequence[int], probs: Mapping[int, str | Path],
-                 plan_out: str | Path, next_out: str | Path, params: Mapping[str, Any], n: int = 200,
-                 seed: int = 0, classifier: str | Path | None = None, top: int = 50,
-                 experiment_name: str | None = None) -> tuple[Path, Path]:
-    """Workflow entry point for one experiment session: the review plan and the label-next list.
-
-    ``session_dir`` = ``<expdir>/<session>`` (a link to it is fine); ``probs`` = movie → probabilities file (for the
-    gate values); ``classifier`` = its file (for the confused pairs; optional).
-    """
-    from .io.experiment import load_experiment
-    from .io.labels import read_labels
-    from .report import load_session_result, tracklet_table
-
-    session_dir = Path(session_dir).resolve()
-    exp = load_experiment(session_dir.parent, session)
-    keys = ("method", "use_min_conf", "min_conf", "min_conf_short", "short_length", "multi_fraction")
-    p = AggregationParams(**{k: params[k] for k in keys if k in params})
-    res = load_session_result(exp, movies=movies)
-    tt = tracklet_table(res)
-    plan = sampling_plan(tt, n, seed, experiment=exp.name)
-    write_review_plan(plan_out, plan)
-    log.info("%s: review plan of %d tracklets (of %d judgeable), %d strata → %s", exp.name, len(plan),
-             int(tt["kind"].isin(REVIEW_KINDS).sum()), plan["stratum"].nunique(), plan_out)
-    labels = read_labels(exp.labels_file)
-    gates = [tracklet_gates(probs[m], labels, p, int(m)) for m in sorted(probs)]
-    gate_df = pd.concat(gates, ignore_index=True) if gates else None
-    pairs: list[tuple[str, str]] = []
-    if classifier is not None and Path(classifier).is_file():
-        from .classifier import read_card
-
-        pairs = confused_pairs_of(read_card(classifier), labels)
-    done = trainset_tracklets(exp.classdir / "examples", experiment_name or exp.name)
-    nxt = label_next(tt, gate_df, p, pairs, top=top, exclude=done)
-    write_label_next(next_out, nxt)
-    log.info("%s: %d tracklets to label next (%s) → %s", exp.name, len(nxt),
-             ", ".join(f"{k}: {v}" for k, v in nxt["reason"].str.split("; ").str[0].value_counts().items()),
-             next_out)
-    return Path(plan_out), Path(next_out)

@@ -62,20 +62,26 @@ from pathlib import Path
 import numpy as np
 
 from .aggregation import AggregationParams, ClassRoles, _aggregate
-from .classifier import ClassifierFileError, load_classifier, preprocess_spec, read_card, save_classifier
-from .model import ANT_CATEGORY, MULTI_CLASSES, NOANT_CATEGORY, OTHER_CATEGORY, UNKNOWN, ClassifierCard, LabelSet
-from .preprocess import PreprocessSpec
-from .trainset import (
-    Example,
+from .classifier import load_classifier, save_classifier
+from .io.classifier import read_card
+from .io.examples import Example, examples_dir_of, list_examples, read_example_image, scan_examples_dir
+from .io.experiment import resolve_classdir
+from .io.manifest import manifest_hash, manifest_of
+from .model import (
+    ANT_CATEGORY,
+    MULTI_CLASSES,
+    NOANT_CATEGORY,
+    OTHER_CATEGORY,
+    UNKNOWN,
+    ClassifierCard,
+    ClassifierFileError,
+    ClassListChangedError,
+    LabelSet,
+    PreprocessSpec,
+    TrainingError,
     TrainsetError,
-    examples_dir_of,
-    list_examples,
-    manifest_hash,
-    manifest_of,
-    read_example_image,
-    resolve_classdir,
-    scan_examples_dir,
 )
+from .trainset import load_example_images
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +97,8 @@ DEFAULT_AUG: dict = {"channel_gain_range": 0.1, "saturation_range": 0.3}
 DEFAULT_GATE_PENALTY = 1.5  # chosen on the tracklet-grouped known split (bench/results/accuracy_notes.md)
 
 
-class TrainingError(RuntimeError):
-    """Training cannot proceed; the message says why and what to do."""
 
 
-class ClassListChangedError(TrainingError):
-    """The examples' labels differ from those of the classifier being continued."""
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -719,7 +721,7 @@ def train_classifier(
                 f"Use scratch=True (--scratch) to train a new model."
             )
         model, previous = load_classifier(model_path, compile=not is_antrax)
-        spec = preprocess_spec(previous)
+        spec = previous.preprocess_spec()
         for what, given, stored in (
             ("arch", arch, previous.arch),
             ("target_size", target_size, previous.target_size),
@@ -744,10 +746,10 @@ def train_classifier(
             _fold_temperature(model, 1.0 / prev_t)
         say(f"continuing {model_path} ({arch}, T={spec.target_size}, {len(classes)} classes)")
     else:
-        from .models import build_model
+        from .nets import build_model
 
         if not target_size and arch == "custom" and modelfile:  # the user's model decides its input size
-            from .models import custom_model_input_size
+            from .nets import custom_model_input_size
 
             target_size = custom_model_input_size(modelfile)
         t = int(target_size) if target_size else (default_target_size(examples) if is_antrax else DEFAULT_TARGET_SIZE)
@@ -761,7 +763,6 @@ def train_classifier(
         say(f"new {arch} model, T={t}, {len(classes)} classes, {model.count_params():,} parameters")
 
     # ---- data ----------------------------------------------------------------------------------------------------
-    from .trainset import load_example_images
 
     say(f"loading {len(examples)} images ({len(set(keys_all))} tracklets) at T={spec.target_size}")
     x_all = load_example_images(examples, spec)

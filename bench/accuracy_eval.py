@@ -45,7 +45,7 @@ import numpy as np
 
 from antrax_pipe.aggregation import AggregationParams, aggregate_tracklet
 from antrax_pipe.model import ANT_CATEGORY, NOANT_CATEGORY, OTHER_CATEGORY, LabelSet
-from antrax_pipe.trainset import Example, list_examples
+from antrax_pipe.io.examples import Example, list_examples
 
 DEFAULT_TAR = Path("/work/shared/data/antrax-demo-trainset.tar.gz")
 RESULTS = Path(__file__).resolve().parent / "results" / "accuracy_runs.tsv"
@@ -183,11 +183,11 @@ def print_table(rows: list[tuple[str, dict]]) -> None:
 
 def predict_examples(model_path: Path, test: list[Example]) -> tuple[np.ndarray, list[str]]:
     """Classify examples with the saved classifier exactly as inference does (shared preprocessing, saved model)."""
-    from antrax_pipe.classifier import load_classifier, preprocess_spec
+    from antrax_pipe.classifier import load_classifier
     from antrax_pipe.trainset import load_example_images
 
     model, card = load_classifier(model_path, compile=False)
-    x = load_example_images(test, preprocess_spec(card))
+    x = load_example_images(test, card.preprocess_spec())
     out = [np.asarray(model.predict_on_batch(x[i:i + 512].astype(np.float32))) for i in range(0, len(x), 512)]
     return np.concatenate(out).astype(np.float32), list(card.classes)
 

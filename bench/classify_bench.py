@@ -35,7 +35,7 @@ import h5py
 import numpy as np
 
 from antrax_pipe.aggregation import AggregationParams, aggregate_movie
-from antrax_pipe.inference import classify_movie, configure_tf, preprocess_spec
+from antrax_pipe.inference import classify_movie, configure_tf
 from antrax_pipe.io.autoids import write_autoids
 from antrax_pipe.io.images import ImagesFile
 from antrax_pipe.model import ClassifierCard, LabelSet
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> dict:
                                   preprocessing={"target_size": args.target_size, "crop_size": None,
                                                  "background": "white"})
             model = small_model(args.target_size, len(classes))
-        spec = preprocess_spec(card)
+        spec = card.preprocess_spec()
         # a few preprocessed batches from the movie for the model-alone figure (and the warm-up)
         batches, buf = [], []
         with ImagesFile(images) as f:

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from accuracy_eval import DEFAULT_TAR, cap_frames, extracted_classdir  # noqa: E402
 
-from antrax_pipe.trainset import list_examples  # noqa: E402
+from antrax_pipe.io.examples import list_examples
 
 
 def main(argv: list[str] | None = None) -> int:

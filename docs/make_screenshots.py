@@ -18,7 +18,8 @@ from pathlib import Path
 
 import cv2
 
-from antrax_pipe.app import TrainsetApp, make_server
+from antrax_pipe.app.core import TrainsetApp
+from antrax_pipe.app.server import make_server
 
 REPO = Path(__file__).resolve().parents[1]
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

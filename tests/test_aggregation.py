@@ -13,14 +13,10 @@ import h5py
 import numpy as np
 import pytest
 
-from antrax_pipe.aggregation import (
-    AggregationParams,
-    ClassLabelMismatchError,
-    aggregate_movie,
-    aggregate_tracklet,
-    check_classes,
-)
-from antrax_pipe.inference import PROBS_FORMAT, ProbabilitiesFile, read_probabilities
+from antrax_pipe.aggregation import AggregationParams, aggregate_movie, aggregate_tracklet, check_classes
+from antrax_pipe.model import ClassLabelMismatchError
+from antrax_pipe.inference import PROBS_FORMAT
+from antrax_pipe.io.probabilities import ProbabilitiesFile, read_probabilities
 from antrax_pipe.model import AutoID, LabelSet
 
 LABELS = LabelSet(

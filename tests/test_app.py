@@ -28,12 +28,14 @@ import numpy as np
 import pytest
 
 import builders as b
-from antrax_pipe.app import TrainsetApp, make_server, read_validation_rows
+from antrax_pipe.app.core import TrainsetApp
+from antrax_pipe.app.server import make_server
+from antrax_pipe.io.marks import read_validation_rows
 from antrax_pipe.io.autoids import write_autoids
 from antrax_pipe.io.experiment import read_movies_info
 from antrax_pipe.model import AntraxFormatError, AutoID, TrackletName
-from antrax_pipe.report import load_validation_marks
-from antrax_pipe.trainset import read_manifest
+from antrax_pipe.io.marks import load_validation_marks
+from antrax_pipe.io.manifest import read_manifest
 
 # ---------------------------------------------------------------------------------------------------------- helpers
 

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from antrax_pipe.app import TrainsetApp, read_validation_rows
-from antrax_pipe.report import load_validation_marks
-from antrax_pipe.trainset import read_manifest
+from antrax_pipe.app.core import TrainsetApp
+from antrax_pipe.io.marks import read_validation_rows
+from antrax_pipe.io.marks import load_validation_marks
+from antrax_pipe.io.manifest import read_manifest
 from test_app import AppExp, decode_png, make_app_experiment, running_server
 
 CHROMIUM = Path(os.environ.get("ANTRAX_CHROMIUM", "/usr/bin/chromium"))

@@ -12,15 +12,9 @@ import h5py
 import numpy as np
 import pytest
 
-from antrax_pipe.classifier import (
-    CARD_KEY,
-    ClassifierFileError,
-    antrax_prmtrs,
-    load_classifier,
-    preprocess_spec,
-    read_card,
-    save_classifier,
-)
+from antrax_pipe.classifier import load_classifier, save_classifier
+from antrax_pipe.io.classifier import CARD_KEY, antrax_prmtrs, read_card
+from antrax_pipe.model import ClassifierFileError
 from antrax_pipe.model import ClassifierCard
 
 LONG_CLASSES = ["BB", "GG", "MultiAnt_long_name", "NoAnt", "Unknown", "Ünknown_Ämeise_名前"]  # >10 bytes, UTF-8
@@ -43,7 +37,7 @@ def _card(classes=LONG_CLASSES, **kw) -> ClassifierCard:
 
 @pytest.fixture(scope="module")
 def small_model():
-    from antrax_pipe.models import build_model
+    from antrax_pipe.nets import build_model
 
     return build_model("small", len(LONG_CLASSES), T)
 
@@ -67,7 +61,7 @@ def test_round_trip_with_long_utf8_classes(saved, small_model):
     assert card2 == card
     x = _images()
     np.testing.assert_allclose(model.predict_on_batch(x), small_model.predict_on_batch(x), atol=1e-5)
-    assert preprocess_spec(card).target_size == T
+    assert card.preprocess_spec().target_size == T
 
 
 def test_file_layout_is_antrax_compatible(saved):
@@ -132,7 +126,7 @@ ANTRAX_PRMTRS = {
 
 @pytest.fixture(scope="module")
 def antrax_model():
-    from antrax_pipe.models import build_model
+    from antrax_pipe.nets import build_model
 
     return build_model("small", 3, T, normalize=False)  # anTraX: no input rescaling
 
@@ -143,7 +137,7 @@ def test_reads_antrax_written_file(tmp_path, antrax_model):
     assert card.classes == ["BB", "NoAnt", "Unknown"]
     assert card.source == "antrax" and card.arch == "small" and card.target_size == T
     assert card.hsymmetry is True and card.min_conf == 0.9 and card.unknown_weight == 20
-    assert preprocess_spec(card).background == "white"
+    assert card.preprocess_spec().background == "white"
     model, card2 = load_classifier(path)
     x = _images()
     np.testing.assert_allclose(model.predict_on_batch(x), antrax_model.predict_on_batch(x), atol=1e-5)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from antrax_pipe.classifier import read_card
+from antrax_pipe.io.classifier import read_card
 from antrax_pipe.cli import main
 
 REPO = Path(__file__).resolve().parent.parent

@@ -16,18 +16,14 @@ import numpy as np
 import pytest
 
 from antrax_pipe.aggregation import AggregationParams, aggregate_movie
-from antrax_pipe.inference import (
-    MovieProgress,
-    ProbabilitiesFile,
-    classify_movie,
-    configure_tf,
-    file_sha256,
-    read_probabilities,
-)
+from antrax_pipe.inference import MovieProgress, classify_movie, configure_tf
+from antrax_pipe.io.atomic import file_sha256
+from antrax_pipe.io.probabilities import ProbabilitiesFile, read_probabilities
 from antrax_pipe.io.autoids import read_autoids, write_autoids
 from antrax_pipe.io.images import ImagesFile
 from antrax_pipe.model import AntraxFormatError, ClassifierCard, LabelSet
-from antrax_pipe.preprocess import PreprocessSpec, preprocess
+from antrax_pipe.model import PreprocessSpec
+from antrax_pipe.preprocess import preprocess
 
 CLASSES = ["A", "B", "NoAnt", "Unknown", "Multi"]
 LABELS = LabelSet({"ant_labels": ("A", "B"), "noant_labels": ("NoAnt",), "other_labels": ("Multi", "Unknown")})

@@ -125,8 +125,8 @@ def test_trainset_fingerprint_follows_content_not_mtimes(trainsets, tmp_path, mo
     # touched, copied elsewhere: same bytes -> same fingerprint; the cache spares re-reading unchanged files
     os.utime(example, (1, 1))
     calls = []
-    real = plan_mod._file_sha256
-    monkeypatch.setattr(plan_mod, "_file_sha256", lambda p: calls.append(p) or real(p))
+    real = plan_mod.file_sha256
+    monkeypatch.setattr(plan_mod, "file_sha256", lambda p: calls.append(p) or real(p))
     assert trainset_fingerprint(trainsets, cache=cache) == fp
     assert calls == [str(example)]
     calls.clear()

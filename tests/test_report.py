@@ -24,16 +24,9 @@ import pytest
 from antrax_pipe.io.autoids import write_autoids
 from antrax_pipe.io.labels import write_labels
 from antrax_pipe.model import AntraxFormatError, AutoID, ClassifierCard, Experiment, LabelSet
-from antrax_pipe.report import (
-    SessionResult,
-    build_report,
-    load_session_result,
-    load_validation_marks,
-    marks_table,
-    summarize_session,
-    summary_totals,
-    write_summary_tsv,
-)
+from antrax_pipe.io.marks import load_validation_marks
+from antrax_pipe.report import build_report
+from antrax_pipe.results import SessionResult, load_session_result, marks_table, summarize_session, summary_totals, write_summary_tsv
 from antrax_pipe.stats import (
     beta_ppf,
     betainc,
@@ -362,7 +355,8 @@ def test_load_session_result_from_files(tmp_path):
 
 
 def test_per_movie_distributions_hand_computed():
-    from antrax_pipe.report import per_movie_distributions, tracklet_table
+    from antrax_pipe.report import per_movie_distributions
+    from antrax_pipe.results import tracklet_table
 
     d = per_movie_distributions(tracklet_table(make_session())).set_index("movie")
     # movie 1 lengths 10, 5, 20, 30, 15, 20 → quartiles (numpy linear) 11.25, 17.5, 20; ID: 10, 5, 20
@@ -374,7 +368,7 @@ def test_per_movie_distributions_hand_computed():
 
 
 def test_app_written_validation_csv_is_read(tmp_path):
-    from antrax_pipe.app.validation import ValidationFile
+    from antrax_pipe.io.marks import ValidationFile
 
     vf = ValidationFile(tmp_path / "validation.csv")
     vf.set(T1, "correct", {"movie": 1, "autoID": "A", "n_frames": 10})
@@ -404,7 +398,7 @@ def new_layout_card() -> ClassifierCard:
 
 
 def hand_validation(**kw):
-    from antrax_pipe.validation import STATUS_OK, ClassifierValidation
+    from antrax_pipe.io.heldout import STATUS_OK, ClassifierValidation
 
     # the hand-made table of tests/test_validation.py: at min_conf 0.9 coverage 2/5, error 1/3
     table = pd.DataFrame({"key": ["t1", "t2", "t3", "t4", "t5", "t6"],
@@ -452,7 +446,7 @@ def test_report_with_training_card_layout_coverage_curve_review_plan_and_label_n
 
 
 def test_report_coverage_section_without_split_or_file(tmp_path):
-    from antrax_pipe.validation import STATUS_NO_SPLIT, empty_table
+    from antrax_pipe.io.heldout import STATUS_NO_SPLIT, empty_table
 
     nos = hand_validation(status=STATUS_NO_SPLIT, table=empty_table(),
                           reason="the classifier was trained without a validation split (recipe antrax)")
@@ -469,7 +463,8 @@ def test_report_coverage_section_without_split_or_file(tmp_path):
 
 
 def test_coverage_plot_stage_writes_png(tmp_path):
-    from antrax_pipe.validation import STATUS_NO_SPLIT, coverage_plot_stage, empty_table, write_validation
+    from antrax_pipe.io.heldout import STATUS_NO_SPLIT, empty_table, write_validation
+    from antrax_pipe.stages import coverage_plot_stage
 
     for name, v in (("ok", hand_validation()), ("none", hand_validation(status=STATUS_NO_SPLIT, table=empty_table(),
                                                                          reason="no split"))):
@@ -479,9 +474,10 @@ def test_coverage_plot_stage_writes_png(tmp_path):
 
 
 def test_load_session_result_picks_up_plan_and_label_next(tmp_path):
-    from antrax_pipe.review import label_next, sampling_plan, write_label_next, write_review_plan
+    from antrax_pipe.io.review_tables import write_label_next, write_review_plan
+    from antrax_pipe.review import label_next, sampling_plan
     from antrax_pipe.aggregation import AggregationParams
-    from antrax_pipe.report import tracklet_table
+    from antrax_pipe.results import tracklet_table
 
     exp = Experiment(expdir=tmp_path / "exp1", session="sess")
     write_labels(exp.labels_file, LABELS)

@@ -16,21 +16,9 @@ from antrax_pipe.aggregation import AggregationParams
 from antrax_pipe.inference import PROBS_FORMAT
 from antrax_pipe.io.autoids import write_autoids
 from antrax_pipe.model import AntraxFormatError, AutoID, LabelSet
-from antrax_pipe.review import (
-    PLAN_COLUMNS,
-    REASON_CONFUSED,
-    REASON_LONG_UNKNOWN,
-    REASON_NEAR_THRESHOLD,
-    export_labelled,
-    label_next,
-    length_bin,
-    proportional_allocation,
-    read_label_next,
-    read_review_plan,
-    review_stage,
-    sampling_plan,
-    write_review_plan,
-)
+from antrax_pipe.io.review_tables import PLAN_COLUMNS, read_label_next, read_review_plan, write_review_plan
+from antrax_pipe.review import REASON_CONFUSED, REASON_LONG_UNKNOWN, REASON_NEAR_THRESHOLD, export_labelled, label_next, length_bin, proportional_allocation, sampling_plan
+from antrax_pipe.stages import review_stage
 
 LABELS = LabelSet({"ant_labels": ("A", "B", "C"), "noant_labels": ("NoAnt",), "other_labels": ("Multi", "Unknown")})
 

@@ -11,17 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from antrax_pipe.classifier import load_classifier, read_card
+from antrax_pipe.classifier import load_classifier
+from antrax_pipe.io.classifier import read_card
 from antrax_pipe.model import ClassifierCard
-from antrax_pipe.trainset import Example, TrainsetError, build_manifest, list_examples, manifest_hash
-from antrax_pipe.training import (
-    AugOptions,
-    ClassListChangedError,
-    class_weights,
-    grouped_split,
-    parse_aug_options,
-    train_classifier,
-)
+from antrax_pipe.io.examples import Example, list_examples
+from antrax_pipe.io.manifest import build_manifest, manifest_hash
+from antrax_pipe.model import TrainsetError
+from antrax_pipe.model import ClassListChangedError
+from antrax_pipe.training import AugOptions, class_weights, grouped_split, parse_aug_options, train_classifier
 
 TARBALL = Path("/work/shared/data/antrax-demo-trainset.tar.gz")
 EXP = "15_10_08_15_47_56_colony_tracking_t12"
@@ -158,7 +155,7 @@ def test_antrax_recipe(subset, tmp_path):
     assert card.training["steps_per_epoch"] == 4 and card.unknown_weight == 20
     assert "validation" not in card.metrics
     model, _ = load_classifier(cd / "ax.h5")
-    from antrax_pipe.models import has_normalization
+    from antrax_pipe.nets import has_normalization
 
     assert not has_normalization(model)
     assert int(model.optimizer.iterations.numpy()) == 4
@@ -278,7 +275,7 @@ def test_grouped_split_by_tracklet():
 def test_temperature_fit_fold_and_gates():
     import keras
 
-    from antrax_pipe.models import build_model
+    from antrax_pipe.nets import build_model
     from antrax_pipe.training import (
         _fold_temperature,
         fit_gate_temperature,
@@ -330,7 +327,8 @@ def test_tracklet_draws_balance_tracklets():
 def test_build_model_architectures(tmp_path):
     import keras
 
-    from antrax_pipe.models import ModelBuildError, build_model, custom_model_input_size, has_normalization
+    from antrax_pipe.model import ModelBuildError
+    from antrax_pipe.nets import build_model, custom_model_input_size, has_normalization
 
     m = build_model("small", 5, 38)
     assert m.input_shape == (None, 38, 38, 3) and m.output_shape == (None, 5)

@@ -14,23 +14,12 @@ import cv2
 import numpy as np
 import pytest
 
-from antrax_pipe.preprocess import PreprocessSpec
-from antrax_pipe.trainset import (
-    Example,
-    TrainsetError,
-    build_manifest,
-    find_classes,
-    list_examples,
-    load_example_images,
-    manifest_hash,
-    merge_trainset,
-    merge_trainsets,
-    parse_example_name,
-    read_manifest,
-    resolve_classdir,
-    scan_examples_dir,
-    write_manifest,
-)
+from antrax_pipe.model import PreprocessSpec
+from antrax_pipe.io.examples import Example, find_classes, list_examples, parse_example_name, scan_examples_dir
+from antrax_pipe.io.experiment import resolve_classdir
+from antrax_pipe.io.manifest import build_manifest, manifest_hash, read_manifest, write_manifest
+from antrax_pipe.model import TrainsetError
+from antrax_pipe.trainset import load_example_images, merge_trainset, merge_trainsets
 
 TARBALL = Path("/work/shared/data/antrax-demo-trainset.tar.gz")
 EXP = "15_10_08_15_47_56_colony_tracking_t12"

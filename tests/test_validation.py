@@ -14,19 +14,10 @@ import pytest
 
 from antrax_pipe.aggregation import AggregationParams, aggregate_tracklet
 from antrax_pipe.model import AntraxFormatError, ClassifierCard, LabelSet
-from antrax_pipe.validation import (
-    STATUS_NO_SPLIT,
-    STATUS_OK,
-    ClassifierValidation,
-    coverage_error_curve,
-    empty_table,
-    given_id,
-    operating_point,
-    read_validation,
-    tracklet_decision,
-    validate_classifier,
-    write_validation,
-)
+from antrax_pipe.aggregation import given_id, tracklet_decision
+from antrax_pipe.coverage import validation_curve, validation_operating_point, validation_params, coverage_error_curve, operating_point
+from antrax_pipe.evaluate import validate_classifier
+from antrax_pipe.io.heldout import STATUS_NO_SPLIT, STATUS_OK, ClassifierValidation, empty_table, read_validation, write_validation
 
 LABELS = LabelSet({"ant_labels": ("A", "B"), "noant_labels": ("NoAnt",), "other_labels": ("Multi", "Unknown")})
 CLASSES = ["A", "B", "Multi", "NoAnt", "Unknown"]
@@ -132,8 +123,8 @@ def test_file_round_trip_and_errors(tmp_path):
     r = read_validation(p)
     assert r.status == STATUS_OK and r.classes == CLASSES and r.ids == ["A", "B"] and r.meta["warnings"] == ["w"]
     pd.testing.assert_frame_equal(r.table, hand_table(), check_dtype=False)
-    assert r.params.min_conf == 0.8
-    op = r.operating_point()  # min_conf 0.8: given t1, t5 (0.92, 8 frames), t6 (short but 0.995); wrong: t5
+    assert validation_params(r).min_conf == 0.8
+    op = validation_operating_point(r)  # min_conf 0.8: given t1, t5 (0.92, 8 frames), t6 (short but 0.995); wrong: t5
     assert (op.error.k, op.error.n, op.coverage.k, op.coverage.n) == (1, 3, 2, 5)
     empty = ClassifierValidation(STATUS_NO_SPLIT, CLASSES, [], empty_table(), reason="no split")
     r2 = read_validation(write_validation(tmp_path / "e.h5", empty))
@@ -194,7 +185,8 @@ def write_examples(classdir: Path) -> dict[str, list[tuple[int, int, int]]]:
 @pytest.fixture(scope="module")
 def tiny_classifier(tmp_path_factory):
     from antrax_pipe.classifier import save_classifier
-    from antrax_pipe.trainset import list_examples, manifest_hash, manifest_of
+    from antrax_pipe.io.examples import list_examples
+    from antrax_pipe.io.manifest import manifest_hash, manifest_of
     from antrax_pipe.training import grouped_split
 
     cd = tmp_path_factory.mktemp("clf") / "general"
@@ -227,11 +219,11 @@ def test_stage_reconstructs_split_and_predicts_known_probabilities(tiny_classifi
     lo, hi = v.offsets[:2]
     assert v.probs.shape == (18, len(CLASSES)) and hi - lo == 3
     out = read_validation(write_validation(tmp_path / "v.h5", v))
-    assert len(out.curve()) > 10 and out.operating_point().coverage.n == 4  # 4 held-out ID tracklets (A, B)
+    assert len(validation_curve(out)) > 10 and validation_operating_point(out).coverage.n == 4  # 4 held-out ID tracklets (A, B)
 
 
 def test_stage_uses_only_tracklets_held_out_at_training_time(tiny_classifier, tmp_path):
-    from antrax_pipe.classifier import read_card, write_metadata
+    from antrax_pipe.io.classifier import read_card, write_metadata
     import shutil
 
     path, _, val_keys = tiny_classifier
@@ -250,7 +242,7 @@ def test_stage_uses_only_tracklets_held_out_at_training_time(tiny_classifier, tm
     ({}, "antrax", "trained by anTraX"),
 ])
 def test_no_split_is_reported_not_invented(tiny_classifier, tmp_path, training, source, why):
-    from antrax_pipe.classifier import read_card, write_metadata
+    from antrax_pipe.io.classifier import read_card, write_metadata
     import shutil
 
     path, _, _ = tiny_classifier

@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 import antrax_pipe
-from antrax_pipe import load_autoids, load_experiment, select_movies
+from antrax_pipe import load_autoids
+from antrax_pipe.io.experiment import load_experiment, select_movies
 from antrax_pipe.io.autoids import HEADER
 from antrax_pipe.io.images import ImagesFile
 from antrax_pipe.plan import plan_classifiers, plan_experiments, read_sheet

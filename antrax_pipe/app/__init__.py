@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .core import AppError, TrainsetApp
 from .server import AppServer, make_server, serve
-from .validation import VALIDATION_FIELDS, ValidationFile, read_validation_rows
+from ..io.marks import VALIDATION_FIELDS, ValidationFile, read_validation_rows
 
 __all__ = ["AppError", "AppServer", "TrainsetApp", "VALIDATION_FIELDS", "ValidationFile", "make_server",
            "read_validation_rows", "serve"]

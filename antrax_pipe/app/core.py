@@ -1,6 +1,6 @@
 """The extract-trainset app without HTTP: tracklet pool, images, export to the trainset, validation marks, stats.
 
-What anTraX's MATLAB app ``validate_classifications`` did (spec §5, §12), with its rough edges fixed (§14.7): autoIDs
+What anTraX's MATLAB app ``validate_classifications`` did with its rough edges fixed: autoIDs
 are matched by tracklet name (not by row position), marks are saved at once to ``classifier/validation.csv``, the
 display and the export use the same white background, 0/0 rates show as n/a, an export never overwrites a different
 file, and every request is checked (movie, tracklet, label, frame indices) before anything is read or written.
@@ -12,7 +12,6 @@ and images are read one tracklet at a time when asked for.
 from __future__ import annotations
 
 import base64
-import glob
 import logging
 import random
 import re
@@ -24,14 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io.atomic import atomic_write_bytes
 from ..io.autoids import read_autoids
+from ..io.examples import existing_exports, png_bytes
 from ..io.experiment import load_experiment, read_movies_info, select_movies
 from ..io.images import EmptyTrackletError, ImagesFile
 from ..io.labels import read_labels
-from ..model import AntraxFormatError, AutoID, LabelSet, MovieImages, TrackletName
-from ..stats import MARKS, label_kind, validation_stats
-from .validation import ValidationFile
+from ..io.marks import ValidationFile
+from ..model import MARKS, AntraxFormatError, AutoID, ExportConflictError, LabelSet, MovieImages, TrackletName
+from ..stats import label_kind, validation_stats
+from ..trainset import export_frame_numbers, export_images, refresh_manifest
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,6 @@ MARKS_FOR_ID: tuple[str, ...] = ("correct", "wrong", "ambig")
 MARKS_FOR_NONANT: tuple[str, ...] = ("falseneg", "trueneg")
 #: A tracklet name as anTraX writes them (a MATLAB identifier); anything else in a request is refused before lookup.
 _SAFE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,127}$")
-MANIFEST_NAME = "trainset_manifest.tsv"
 
 
 class AppError(Exception):
@@ -62,27 +61,6 @@ class TrackletRef:
     part: Path
     n_images: int
     error: str | None = None
-
-
-def _png(image: np.ndarray) -> bytes:
-    """(H, W, 3) RGB uint8 → PNG bytes; cv2 encodes BGR, so the channels are reversed first."""
-    import cv2
-
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(image[:, :, ::-1]))
-    if not ok:
-        raise RuntimeError("PNG encoding failed")
-    return buf.tobytes()
-
-
-def _same_pixels(path: Path, image: np.ndarray, data: bytes) -> bool:
-    """Whether the file at ``path`` holds this image (same bytes, or a PNG another writer made of the same pixels)."""
-    import cv2
-
-    old = path.read_bytes()
-    if old == data:
-        return True
-    decoded = cv2.imdecode(np.frombuffer(old, np.uint8), cv2.IMREAD_COLOR)
-    return decoded is not None and decoded.shape == image.shape and np.array_equal(decoded[:, :, ::-1], image)
 
 
 def check_label_dirname(label: str) -> None:
@@ -270,26 +248,13 @@ class TrainsetApp:
         """Frame number of every image for export names: absolute ``fi[m] + mf - 1`` (anTraX), or the frame within
         the movie when movies_info.txt does not know the movie. Returns (numbers, 'absolute'|'movie')."""
         try:
-            tn = TrackletName.parse(ref.name)
+            return export_frame_numbers(ref.name, ref.n_images, self.first_frames.get(ref.movie))
         except ValueError as exc:
             raise AppError(422, f"{ref.part}: {exc}; cannot number its frames for export") from None
-        first = tn.first_frame
-        if ref.movie in self.first_frames:
-            first = self.first_frames[ref.movie] + tn.first_frame - 1
-            return list(range(first, first + ref.n_images)), "absolute"
-        return list(range(first, first + ref.n_images)), "movie"
 
     def existing_exports(self, ref: TrackletRef) -> dict[str, int]:
         """label → number of files of this tracklet already in the trainset."""
-        if not self.examples_dir.is_dir():
-            return {}
-        pattern = f"{glob.escape(self.experiment.name)}.{ref.name}.*.png"
-        out = {}
-        for d in sorted(p for p in self.examples_dir.iterdir() if p.is_dir()):
-            n = len(glob.glob(str(Path(glob.escape(str(d))) / pattern)))
-            if n:
-                out[d.name] = n
-        return out
+        return existing_exports(self.examples_dir, self.experiment.name, ref.name)
 
     def tracklet(self, movie: object, tracklet: object) -> dict:
         """Info on one tracklet: frames, length, autoID and score, its mark, the marks allowed, earlier exports."""
@@ -341,7 +306,7 @@ class TrainsetApp:
         return {"movie": ref.movie, "tracklet": ref.name, "height": int(images.shape[1]),
                 "width": int(images.shape[2]), "frame_mode": mode,
                 "frames": [{"i": i, "frame": nums[i] if i < len(nums) else None,
-                            "png": base64.b64encode(_png(img)).decode("ascii")} for i, img in enumerate(images)]}
+                            "png": base64.b64encode(png_bytes(img)).decode("ascii")} for i, img in enumerate(images)]}
 
     def image_png(self, movie: object, tracklet: object, index: object) -> bytes:
         ref = self.tracklet_ref(movie, tracklet)
@@ -351,7 +316,7 @@ class TrainsetApp:
             raise AppError(400, f"image index must be an integer, got {index!r}") from None
         if not 0 <= i < ref.n_images:
             raise AppError(404, f"tracklet {ref.name} has {ref.n_images} images; index {i} is out of range")
-        return _png(self.read_images(ref)[i])
+        return png_bytes(self.read_images(ref)[i])
 
     # ---------------------------------------------------------------------------------------------------------------
     # Export
@@ -380,53 +345,14 @@ class TrainsetApp:
         images = self.read_images(ref)
         ldir = self.examples_dir / lab
         with self._export_lock:
-            other = {k: v for k, v in self.existing_exports(ref).items() if k != lab}
-            names = [f"{self.experiment.name}.{ref.name}.{nums[i]}.png" for i in idx]
-            clash_other = [f"{k}/{n}" for n in names for k in other if (self.examples_dir / k / n).exists()]
-            if clash_other:
-                raise AppError(409, f"tracklet {ref.name} is already exported under another label: "
-                                    f"{', '.join(clash_other[:3])}{' …' if len(clash_other) > 3 else ''} in "
-                                    f"{self.examples_dir}; remove those files first if the label was wrong")
-            todo, skipped = [], []
-            for i, name in zip(idx, names):
-                data = _png(images[i])
-                target = ldir / name
-                if target.exists():
-                    if _same_pixels(target, images[i], data):
-                        skipped.append(name)
-                        continue
-                    raise AppError(409, f"{target} exists with different content; refusing to overwrite it "
-                                        f"(nothing was exported)")
-                todo.append((target, data))
-            for target, data in todo:
-                atomic_write_bytes(target, data)
-            manifest = self._refresh_manifest() if todo else None
-        return {"label": lab, "dir": str(ldir), "written": [t.name for t, _ in todo], "skipped": skipped,
+            try:
+                written, skipped = export_images(self.examples_dir, self.experiment.name, ref.name, lab,
+                                                 images[idx], [nums[i] for i in idx])
+            except ExportConflictError as exc:
+                raise AppError(409, str(exc)) from None
+            manifest = refresh_manifest(self.classdir) if written else None
+        return {"label": lab, "dir": str(ldir), "written": written, "skipped": skipped,
                 "frame_mode": mode, "manifest": manifest, "exported": self.existing_exports(ref)}
-
-    def _refresh_manifest(self) -> str | None:
-        """Update ``classifier/trainset_manifest.tsv``: keep entries whose file still exists, hash only new files
-        (a trainset can hold tens of thousands of images). Returns its path, or None if the trainset cannot be
-        listed (the export itself has succeeded; the workflow rebuilds the manifest anyway)."""
-        from ..trainset import Manifest, TrainsetError, list_examples, manifest_of, read_manifest, write_manifest
-
-        path = self.classdir / MANIFEST_NAME
-        try:
-            examples = list_examples(self.classdir)
-            old: dict = {}
-            if path.is_file():
-                try:
-                    old = {e.path: e for e in read_manifest(path).entries}
-                except (TrainsetError, KeyError, ValueError) as exc:
-                    log.warning("%s: unreadable, rebuilt from scratch (%s)", path, exc)
-            rel = {ex.path.relative_to(self.classdir).as_posix(): ex for ex in examples}
-            kept = [old[p] for p in rel if p in old]
-            new = manifest_of([ex for p, ex in rel.items() if p not in old], self.classdir).entries
-            write_manifest(path, Manifest(tuple(sorted(kept + list(new), key=lambda e: e.path))))
-            return str(path)
-        except (TrainsetError, OSError) as exc:
-            log.warning("%s: manifest not updated (%s)", path, exc)
-            return None
 
     # ---------------------------------------------------------------------------------------------------------------
     # Validation marks and stats

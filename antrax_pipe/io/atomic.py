@@ -1,4 +1,6 @@
-"""Atomic file output: write to a temporary file in the target's directory, then rename over the target.
+"""Atomic file output and the one file-content hash.
+
+Atomic file output: write to a temporary file in the target's directory, then rename over the target.
 
 A crash or a killed cluster job therefore never leaves a half-written ``autoids_<m>.csv`` (or model, or report) that
 a later step would take for a finished one.
@@ -7,6 +9,7 @@ a later step would take for a finished one.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -48,3 +51,13 @@ def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> Path:
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
     return Path(target)
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Content hash of a file, read in 1 MiB blocks: what names a classifier, an example or a result exactly (the one
+    hash helper; provenance, trainset fingerprints and manifests all use it)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()

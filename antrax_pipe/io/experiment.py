@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+import os
 from pathlib import Path
 
 import pandas as pd
 
-from ..model import AntraxFormatError, Experiment, MovieImages
+from ..model import AntraxFormatError, Experiment, MovieImages, TrainsetError
 from .images import find_movie_images
 
 
@@ -127,3 +128,26 @@ def read_movies_info(path: str | Path) -> pd.DataFrame:
     if missing:
         raise AntraxFormatError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
     return df.set_index("index", drop=False)
+
+
+def resolve_classdir(path: str | os.PathLike, session: str | None = None, create: bool = False) -> Path:
+    """A classdir as anTraX resolves it: a dir with ``examples/`` → itself; an experiment dir → its (latest, or
+    ``session``) session's ``classifier/``. With ``create`` (merge destinations) any other dir, or a path that does
+    not exist yet, is taken as a (new) classdir."""
+    p = Path(path).expanduser()
+    if (p / "examples").is_dir():
+        return p
+    if is_expdir(p):
+        return load_experiment(p, session).classdir
+    if create and (not p.exists() or p.is_dir()):
+        return p
+    raise TrainsetError(f"{p}: neither a classifier directory (with examples/) nor an anTraX experiment directory")
+
+
+def read_truth(path: Path) -> dict[str, str]:
+    """Ground-truth CSV ``movie,tracklet,label`` → tracklet → label."""
+    df = pd.read_csv(path, dtype=str)
+    missing = {"tracklet", "label"} - set(df.columns)
+    if missing:
+        raise AntraxFormatError(f"{path}: ground-truth file lacks column(s) {', '.join(sorted(missing))}")
+    return dict(zip(df["tracklet"], df["label"]))

@@ -7,7 +7,7 @@ from pathlib import Path
 from snakemake.logging import logger
 from snakemake.utils import validate, min_version
 
-from antrax_pipe.pipeline import failure_report
+from antrax_pipe.stages import failure_report
 from antrax_pipe.plan import (
     ensure_link,
     plan_classifiers,

@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1]))
 
 
 from antrax_pipe.logutil import stage_logging
-from antrax_pipe.pipeline import report_stage
+from antrax_pipe.stages import report_stage
 
 with stage_logging(snakemake.log[0]):
     report_stage(

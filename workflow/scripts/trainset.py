@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1]))
 
 
 from antrax_pipe.logutil import stage_logging
-from antrax_pipe.pipeline import trainset_stage
+from antrax_pipe.stages import trainset_stage
 
 with stage_logging(snakemake.log[0]):
     manifest = Path(snakemake.output.manifest)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .model import ModelBuildError
+
 ARCHS: tuple[str, ...] = ("small", "wide", "large", "MobileNetV2", "custom", "tagnet")
 
 # Conv widths of the conv → maxpool → batchnorm → dropout blocks (spec §7).
@@ -30,8 +32,6 @@ _BLOCKS: dict[str, tuple[int, ...]] = {
 _TAGNET_WIDTHS: tuple[int, ...] = (32, 64, 128, 128)
 
 
-class ModelBuildError(ValueError):
-    """An architecture cannot be built for the requested classes/target size (message says why and what to do)."""
 
 
 def min_target_size(arch: str) -> int:
@@ -40,12 +40,6 @@ def min_target_size(arch: str) -> int:
     t = 1
     for _ in blocks:
         t = 2 * t + 2
-    return t
-
-
-def _feature_side(arch: str, t: int) -> int:
-    for _ in _BLOCKS[arch]:
-        t = (t - 2) // 2
     return t
 
 

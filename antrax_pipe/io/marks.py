@@ -1,8 +1,9 @@
-"""``<session>/classifier/validation.csv``: the validation marks of the extract-trainset app, kept on disk.
+"""``<session>/classifier/validation.csv``: the validation marks people make in the extract-trainset app.
 
-anTraX's validate app kept its Correct/Wrong/... marks in memory only and lost them on close (spec §12, §14.7). Here
-every mark is written at once. Format: comma CSV, header ``tracklet,movie,autoID,mark,n_frames,timestamp``, one row
-per tracklet (re-marking replaces the row in place), which :func:`antrax_pipe.report.load_validation_marks` reads.
+anTraX's validate app kept its Correct/Wrong/... marks in memory only and lost them on close. Here every mark is
+written at once. Format: comma CSV, header ``tracklet,movie,autoID,mark,n_frames,timestamp``, one row per tracklet
+(re-marking replaces the row in place). This module is the one reader (:func:`read_validation_rows`, and
+:func:`load_validation_marks` on top of it for tables) and the one writer (:class:`ValidationFile`).
 
 Each change re-reads the file and rewrites it atomically (temp file + rename), so a crash never leaves a half file and
 marks written by another process in the meantime are kept. A file that cannot be parsed is never rewritten: the
@@ -12,16 +13,21 @@ error names it, and the user decides.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from ..io.atomic import atomic_write_text
-from ..model import AntraxFormatError
-from ..stats import MARKS
+import pandas as pd
 
+from ..model import MARKS, AntraxFormatError, TrackletName
+from .atomic import atomic_write_text
+
+#: Columns of the marks table the report and statistics use.
+MARK_COLUMNS: tuple[str, ...] = ("tracklet", "autoID", "mark", "n_frames")
 #: Columns this app writes, in order; other columns of an existing file are kept after them.
 VALIDATION_FIELDS: tuple[str, ...] = ("tracklet", "movie", "autoID", "mark", "n_frames", "timestamp")
 
@@ -42,7 +48,7 @@ def read_validation_rows(path: str | Path) -> tuple[list[str], list[dict[str, st
     columns = list(reader.fieldnames or [])
     for col in ("tracklet", "mark"):
         if col not in columns:
-            raise AntraxFormatError(f"{path}: not a validation marks file (no {col!r} column; columns: "
+            raise AntraxFormatError(f"{path}: validation marks have no {col!r} column (columns: "
                                     f"{', '.join(columns) or 'none'})")
     rows: dict[str, dict[str, str]] = {}
     for lineno, row in enumerate(reader, start=2):
@@ -105,3 +111,65 @@ class ValidationFile:
                     rows[pos] = new
             atomic_write_text(self.path, format_validation(columns, rows))
             return new
+
+
+def normalise_marks(raw: pd.DataFrame | Sequence[Any], source: str, frames_of: Any) -> pd.DataFrame:
+    """Validation marks → DataFrame (tracklet, autoID, mark, n_frames); ``frames_of(tracklet)`` fills a missing
+    n_frames; errors name ``source`` and the tracklet."""
+    if isinstance(raw, pd.DataFrame):
+        df = raw.copy()
+    else:
+        recs = [dataclasses.asdict(r) if dataclasses.is_dataclass(r) else dict(r) for r in raw]
+        df = pd.DataFrame.from_records(recs)
+    rename = {c: std for c in df.columns for std in MARK_COLUMNS if str(c).lower() == std.lower()}
+    df = df.rename(columns=rename)
+    if df.empty and not len(df.columns):
+        df = pd.DataFrame(columns=list(MARK_COLUMNS))
+    for col in ("tracklet", "mark"):
+        if col not in df.columns:
+            raise AntraxFormatError(f"{source}: validation marks have no {col!r} column (columns: "
+                                    f"{', '.join(map(str, df.columns)) or 'none'})")
+    if "autoID" not in df.columns:
+        df["autoID"] = ""
+    if "n_frames" not in df.columns:
+        df["n_frames"] = pd.NA
+    df = df[list(MARK_COLUMNS)].copy()
+    df["tracklet"] = df["tracklet"].astype(str)
+    df["mark"] = df["mark"].astype(str).str.strip().str.lower()
+    bad = df[~df["mark"].isin(MARKS)]
+    if len(bad):
+        r = bad.iloc[0]
+        raise AntraxFormatError(f"{source}: validation mark of tracklet {r.tracklet!r} is {r.mark!r}; expected one "
+                                f"of {', '.join(MARKS)}")
+    df = df.drop_duplicates("tracklet", keep="last").reset_index(drop=True)
+    n = pd.to_numeric(df["n_frames"], errors="coerce")
+    bad_n = df.loc[n.notna() & ((n < 0) | (n != n.round())), "tracklet"]
+    if len(bad_n):
+        raise AntraxFormatError(f"{source}: validation mark of tracklet {bad_n.iloc[0]!r}: n_frames is not a "
+                                f"non-negative integer")
+    df["n_frames"] = pd.Series([int(v) if not pd.isna(v) else frames_of(t) for t, v in zip(df["tracklet"], n)],
+                               dtype="int64")
+    df["autoID"] = df["autoID"].fillna("").astype(str)
+    return df
+
+
+def load_validation_marks(path: str | Path, n_images: Mapping[str, int] | None = None) -> pd.DataFrame:
+    """Read ``classifier/validation.csv`` (comma CSV with a header naming at least tracklet and mark; autoID and
+    n_frames optional). An empty ``n_frames`` is taken from ``n_images`` (tracklet → images), else from the name."""
+    path = Path(path)
+    if not path.is_file():
+        raise AntraxFormatError(f"{path}: validation marks file not found")
+    columns, rows = read_validation_rows(path)
+    df = pd.DataFrame(rows, columns=columns).replace("", pd.NA)
+    counts = dict(n_images or {})
+
+    def frames_of(t: str) -> int:
+        if t in counts:
+            return int(counts[t])
+        try:
+            return TrackletName.parse(t).n_frames
+        except ValueError as exc:
+            raise AntraxFormatError(f"{path}: tracklet {t!r}: n_frames is empty and the name is not an anTraX "
+                                    f"tracklet name") from exc
+
+    return normalise_marks(df, str(path), frames_of)

@@ -1,7 +1,9 @@
 """Stage entry points: what each Snakemake rule does, as plain functions of paths and options.
 
-The workflow scripts (``workflow/scripts/*.py``) only unpack the ``snakemake`` object and call these; the same
-functions are what tests call. Heavy imports (TensorFlow) happen inside the stages that need them.
+The workflow scripts (``workflow/scripts/*.py``) only unpack the ``snakemake`` object and call one of these; the same
+functions are what tests call. This is the one layer that knows every other: each stage reads its inputs (io),
+computes (logic, TensorFlow users) and writes its outputs atomically. TensorFlow is imported only inside the stages
+that need it (through :mod:`antrax_pipe.inference`, :mod:`antrax_pipe.classifier`, :mod:`antrax_pipe.training`).
 """
 
 from __future__ import annotations
@@ -12,15 +14,32 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
-from datetime import datetime, timezone
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .io.atomic import atomic_path, atomic_write_text
-from .model import AntraxFormatError
+import pandas as pd
 
-log = logging.getLogger("antrax_pipe.pipeline")
+from . import trainset
+from .aggregation import AggregationParams, aggregate_movie, check_classes
+from .coverage import coverage_error_curve, validation_operating_point, validation_params
+from .io.atomic import atomic_path, atomic_write_text
+from .io.autoids import write_autoids
+from .io.classifier import read_card
+from .io.examples import find_classes
+from .io.experiment import load_experiment, read_truth
+from .io.heldout import STATUS_OK, read_validation, write_validation
+from .io.images import ImagesFile, read_frame_passed
+from .io.labels import read_labels
+from .io.manifest import build_manifest, write_manifest
+from .io.probabilities import add_attribute
+from .io.review_tables import write_label_next, write_review_plan
+from .model import AntraxFormatError
+from .provenance import JOB_RECORD_FORMAT, code_version, environment_info, file_stamp, now, provenance_record
+from .results import load_session_result, tracklet_table
+from .review import REVIEW_KINDS, confused_pairs_of, label_next, sampling_plan, tracklet_gates, trainset_tracklets
+
+log = logging.getLogger("antrax_pipe.stages")
 
 
 def trainset_stage(
@@ -31,8 +50,6 @@ def trainset_stage(
     With sources, ``classdir/examples`` is a product: rebuilt from scratch by merging the sources (so a relabelled or
     removed example disappears too), then swapped in. Without sources the classdir's own examples are the trainset.
     """
-    from . import trainset
-
     classdir = Path(classdir)
     if sources:
         classdir.mkdir(parents=True, exist_ok=True)
@@ -48,16 +65,14 @@ def trainset_stage(
             if old.exists():
                 shutil.rmtree(old)
             (staging / "examples").rename(old)
-    manifest = trainset.build_manifest(classdir)
-    trainset.write_manifest(manifest_out, manifest)
+    manifest = build_manifest(classdir)
+    write_manifest(manifest_out, manifest)
     log.info("trainset %s: manifest %s written", classdir, manifest_out)
     return Path(manifest_out)
 
 
 def _check_same_labels(sources: list[Path]) -> None:
     """Merging trainsets whose label sets differ is refused unless explicitly allowed (anTraX left it to luck)."""
-    from .trainset import find_classes
-
     sets = {str(s): set(find_classes(Path(s) / "examples")) for s in sources}
     union = set().union(*sets.values())
     bad = {s: sorted(union - labs) for s, labs in sets.items() if union - labs}
@@ -101,13 +116,6 @@ def classify_stage(
     batch-system job ids, code version) that aggregation copies into the provenance file next to the autoids. It is
     added before the file is renamed into place, so the output stays atomic.
     """
-    import h5py
-
-    from .aggregation import check_classes
-    from .classifier import read_card
-    from .io.images import ImagesFile
-    from .io.labels import read_labels
-
     images = [Path(p) for p in images]
     card = read_card(classifier)
     labels = read_labels(labels_file)
@@ -121,26 +129,24 @@ def classify_stage(
             log.error("movie images cannot be read: %s", exc)
             raise
     log.info("%d tracklet(s) in %s", n_tracklets, ", ".join(p.name for p in images))
+    from .classifier import load_classifier
     from .inference import classify_movie, configure_tf
 
     tf_info = configure_tf(threads)
     log.info("TensorFlow: %s", tf_info)
-    from .classifier import load_classifier
-
     model, card = load_classifier(classifier)
     record = {
         "format": JOB_RECORD_FORMAT,
         "stage": "classify",
-        "created": _now(),
-        "images": [_file_stamp(p) for p in images],
+        "created": now(),
+        "images": [file_stamp(p) for p in images],
         "threads": threads,
         "environment": environment_info(tf_info),
         "code": code_version(),
     }
     with atomic_path(probs_out) as tmp:
         classify_movie(images, model, card, tmp, batch_size=batch_size, classifier_path=classifier)
-        with h5py.File(tmp, "a") as h5:
-            h5.attrs["job_record"] = json.dumps(record)
+        add_attribute(tmp, "job_record", json.dumps(record))
     return Path(probs_out)
 
 
@@ -154,11 +160,6 @@ def aggregate_stage(
     records what produced the file: classifier path + sha256, thresholds, image files, the environment of the
     classification and aggregation jobs and the code version.
     """
-    from .aggregation import AggregationParams, aggregate_movie
-    from .io.autoids import write_autoids
-    from .io.images import read_frame_passed
-    from .io.labels import read_labels
-
     p = AggregationParams(**params)
     passed = None
     if p.usepassed:
@@ -177,158 +178,82 @@ def aggregate_stage(
     return Path(autoids_out)
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Provenance: what produced each autoids file
-# --------------------------------------------------------------------------------------------------------------------
 
-PROVENANCE_FORMAT = "antrax-pipe-provenance-1"
-JOB_RECORD_FORMAT = "antrax-pipe-job-record-1"
-#: environment variables naming the batch-system job and the GPUs it was given
-_BATCH_VARS = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_PARTITION", "SLURM_STEP_ID",
-               "SLURM_GPUS_ON_NODE", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "LSB_JOBID", "LSB_QUEUE",
-               "CUDA_VISIBLE_DEVICES")
+def validate_stage(classifier: str | Path, labels_file: str | Path, out: str | Path,
+                   params: Mapping[str, Any], threads: int | None = None) -> Path:
+    """Workflow entry point: validate one classifier (labels.csv of an experiment it classifies) → ``out``."""
+    from .evaluate import validate_classifier
 
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _file_stamp(path: Path) -> dict[str, Any]:
-    """Path, size and mtime (not a hash: image files can be many GB; the classifier is hashed instead)."""
-    st = Path(path).stat()
-    mtime = datetime.fromtimestamp(st.st_mtime, timezone.utc).isoformat(timespec="seconds")
-    return {"path": str(Path(path).resolve()), "size": st.st_size, "mtime": mtime}
+    keys = ("method", "use_min_conf", "min_conf", "min_conf_short", "short_length", "multi_fraction")
+    p = AggregationParams(**{k: params[k] for k in keys if k in params})
+    v = validate_classifier(classifier, read_labels(labels_file), p, threads=threads)
+    if v.status == STATUS_OK:
+        op = validation_operating_point(v)
+        log.info("%s: %d held-out tracklets; at min_conf %.3g (min_conf_short %.3g): coverage %s, error %s "
+                 "(the report and the coverage_error rule use the configured thresholds)", classifier, len(v.table),
+                 p.min_conf, p.min_conf_short, op.coverage.format(), op.error.format())
+    for w in v.meta.get("warnings", []):
+        log.warning("%s: %s", classifier, w)
+    return write_validation(out, v)
 
 
-def _package_version(*names: str) -> str | None:
-    from importlib import metadata
+def coverage_plot_stage(validation_file: str | Path, out_png: str | Path, params: Mapping[str, Any]) -> Path:
+    """Workflow entry point: the coverage–error figure of a ``validation.h5`` as a PNG (for ``snakemake --report``),
+    marking the configured ``min_conf``. A classifier without a split gets a figure that says why."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    for n in names:
-        try:
-            return metadata.version(n)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
+    from .report import coverage_error_figure
 
-
-def environment_info(tf_info: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Python, library versions, host, GPUs and batch-system job ids of the running job (no TensorFlow import:
-    versions come from the installed package metadata; ``tf_info`` is what :func:`configure_tf` found)."""
-    import platform
-    import socket
-
-    env: dict[str, Any] = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "host": socket.gethostname(),
-        "packages": {
-            "tensorflow": _package_version("tensorflow", "tensorflow-cpu", "tensorflow-macos"),
-            "keras": _package_version("keras"),
-            "numpy": _package_version("numpy"),
-            "h5py": _package_version("h5py"),
-            "snakemake": _package_version("snakemake"),
-        },
-        "batch": {k: os.environ[k] for k in _BATCH_VARS if k in os.environ},
-    }
-    if tf_info is not None:
-        env["tensorflow_devices"] = dict(tf_info)
-        env["gpu"] = bool(tf_info.get("gpus"))
-    return env
+    v = read_validation(validation_file)
+    keys = ("use_min_conf", "min_conf", "min_conf_short", "short_length")
+    p = validation_params(v).with_(**{k: params[k] for k in keys if k in params})
+    fig = None
+    if v.status == STATUS_OK:
+        curve = coverage_error_curve(v.table, v.ids, p.min_conf_short, p.short_length)
+        fig = coverage_error_figure(curve, p.min_conf if p.use_min_conf else None, marks=(0.5, 0.8, 0.9, 0.99))
+    if fig is None:
+        fig = Figure(figsize=(8, 2), dpi=80)
+        FigureCanvasAgg(fig)
+        why = v.reason if v.status != STATUS_OK else "no held-out tracklet has an ID as its true label"
+        fig.text(0.5, 0.5, "No coverage–error curve:\n" + why, ha="center", va="center", wrap=True, fontsize=10)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    return Path(out_png)
 
 
-def _git_commit(start: Path) -> str | None:
-    """HEAD commit of the checkout holding ``start``, read from ``.git`` directly (no git binary needed)."""
-    for d in (start, *start.parents):
-        g = d / ".git"
-        if g.is_file():  # a worktree or submodule: "gitdir: <path>"
-            text = g.read_text(encoding="utf-8", errors="replace").strip()
-            if not text.startswith("gitdir:"):
-                return None
-            g = (d / text.split(":", 1)[1].strip()).resolve()
-        if not g.is_dir():
-            continue
-        try:
-            head = (g / "HEAD").read_text(encoding="utf-8").strip()
-            if not head.startswith("ref:"):
-                return head or None
-            ref = head[4:].strip()
-            common = g
-            if (g / "commondir").is_file():
-                common = (g / (g / "commondir").read_text(encoding="utf-8").strip()).resolve()
-            for base in (g, common):
-                if (base / ref).is_file():
-                    return (base / ref).read_text(encoding="utf-8").strip()
-            packed = common / "packed-refs"
-            if packed.is_file():
-                for line in packed.read_text(encoding="utf-8").splitlines():
-                    parts = line.split()
-                    if len(parts) == 2 and parts[1] == ref:
-                        return parts[0]
-        except OSError:
-            return None
-        return None
-    return None
+def review_stage(session_dir: str | Path, session: str, movies: Sequence[int], probs: Mapping[int, str | Path],
+                 plan_out: str | Path, next_out: str | Path, params: Mapping[str, Any], n: int = 200,
+                 seed: int = 0, classifier: str | Path | None = None, top: int = 50,
+                 experiment_name: str | None = None) -> tuple[Path, Path]:
+    """Workflow entry point for one experiment session: the review plan and the label-next list.
 
-
-def code_version() -> dict[str, Any]:
-    """antrax-pipe version, where it runs from and its git commit (None outside a git checkout)."""
-    from . import __version__
-
-    src = Path(__file__).resolve().parent
-    return {"antrax_pipe": __version__, "source": str(src), "git_commit": _git_commit(src.parent)}
-
-
-def provenance_record(autoids: Path, probs: Path, params: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
-    """The provenance document of one ``autoids_<m>.csv``: classifier path + sha256 (as hashed by the
-    classification job, from the probabilities file), thresholds, inputs, environments and code version."""
-    from .inference import ProbabilitiesFile, file_sha256
-
-    with ProbabilitiesFile(probs) as pf:
-        attrs, classes = dict(pf.attrs), list(pf.classes)
-    clf_path = str(Path(attrs["classifier_path"]).resolve()) if attrs.get("classifier_path") else ""
-    clf_hash = str(attrs.get("classifier_sha256") or "")
-    job = json.loads(attrs["job_record"]) if attrs.get("job_record") else None
-    doc: dict[str, Any] = {
-        "format": PROVENANCE_FORMAT,
-        "created": _now(),
-        "autoids": str(Path(autoids).resolve()),  # the real place, not the results/sessions link
-        "autoids_sha256": file_sha256(autoids),
-        **extra,
-        "classifier": {
-            "path": clf_path,
-            "sha256": clf_hash,
-            "classes": classes,
-        },
-        "aggregation": dict(params),
-        "probabilities": {
-            "path": str(Path(probs).absolute()),
-            "created": attrs.get("created"),
-            "n_images": int(attrs["n_images"]) if "n_images" in attrs else None,
-            "batch_size": int(attrs["batch_size"]) if "batch_size" in attrs else None,
-        },
-        "images": (job or {}).get("images") or [{"path": x} for x in json.loads(attrs.get("image_files") or "[]")],
-        "classify_job": {"created": job.get("created"), "threads": job.get("threads"),
-                         "environment": job.get("environment"), "code": job.get("code")} if job else None,
-        "aggregate_job": {"environment": environment_info(), "code": code_version()},
-    }
-    return doc
-
-
-def copy_atomic(src: Path, dst: Path) -> Path:
-    with atomic_path(dst) as tmp:
-        shutil.copyfile(src, tmp)
-    return Path(dst)
-
-
-def read_truth(path: Path) -> dict[str, str]:
-    """Ground-truth CSV ``movie,tracklet,label`` → tracklet → label."""
-    import pandas as pd
-
-    df = pd.read_csv(path, dtype=str)
-    missing = {"tracklet", "label"} - set(df.columns)
-    if missing:
-        raise AntraxFormatError(f"{path}: ground-truth file lacks column(s) {', '.join(sorted(missing))}")
-    return dict(zip(df["tracklet"], df["label"]))
+    ``session_dir`` = ``<expdir>/<session>`` (a link to it is fine); ``probs`` = movie → probabilities file (for the
+    gate values); ``classifier`` = its file (for the confused pairs; optional).
+    """
+    session_dir = Path(session_dir).resolve()
+    exp = load_experiment(session_dir.parent, session)
+    keys = ("method", "use_min_conf", "min_conf", "min_conf_short", "short_length", "multi_fraction")
+    p = AggregationParams(**{k: params[k] for k in keys if k in params})
+    res = load_session_result(exp, movies=movies)
+    tt = tracklet_table(res)
+    plan = sampling_plan(tt, n, seed, experiment=exp.name)
+    write_review_plan(plan_out, plan)
+    log.info("%s: review plan of %d tracklets (of %d judgeable), %d strata → %s", exp.name, len(plan),
+             int(tt["kind"].isin(REVIEW_KINDS).sum()), plan["stratum"].nunique(), plan_out)
+    labels = read_labels(exp.labels_file)
+    gates = [tracklet_gates(probs[m], labels, p, int(m)) for m in sorted(probs)]
+    gate_df = pd.concat(gates, ignore_index=True) if gates else None
+    pairs: list[tuple[str, str]] = []
+    if classifier is not None and Path(classifier).is_file():
+        pairs = confused_pairs_of(read_card(classifier), labels)
+    done = trainset_tracklets(exp.classdir / "examples", experiment_name or exp.name)
+    nxt = label_next(tt, gate_df, p, pairs, top=top, exclude=done)
+    write_label_next(next_out, nxt)
+    log.info("%s: %d tracklets to label next (%s) → %s", exp.name, len(nxt),
+             ", ".join(f"{k}: {v}" for k, v in nxt["reason"].str.split("; ").str[0].value_counts().items()),
+             next_out)
+    return Path(plan_out), Path(next_out)
 
 
 def report_stage(
@@ -342,9 +267,7 @@ def report_stage(
     ``failed``: experiment → movie → reason; those movies are listed as failed (their images are not read: a
     corrupt file must not stop the report that is meant to show it).
     """
-    from .classifier import read_card
-    from .io.experiment import load_experiment
-    from .report import build_report, load_session_result
+    from .report import build_report
 
     failed = failed or {}
     sessions, card, vfile = [], None, None
