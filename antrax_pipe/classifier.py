@@ -11,10 +11,10 @@ import logging
 import os
 from pathlib import Path
 
-
 from .io.atomic import atomic_path
 from .io.classifier import read_card, read_stored_optimizer, write_metadata
 from .model import ClassifierCard, ClassifierFileError, ModelBuildError
+from .nets import build_model
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,6 @@ def _compile_with_saved_optimizer(model, path: Path) -> None:
 
 
 def _rebuild_antrax_model(path: Path, card: ClassifierCard, cause: Exception):
-    from .nets import build_model
-
     log.warning(
         "%s: Keras 3 cannot load the stored model (%s); rebuilding '%s' and loading weights", path, cause, card.arch
     )

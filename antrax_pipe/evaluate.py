@@ -20,13 +20,20 @@ import numpy as np
 import pandas as pd
 
 from .aggregation import AggregationParams, tracklet_decision
+from .classifier import load_classifier
 from .io.classifier import read_card
 from .io.examples import list_examples
-from .io.heldout import STATUS_NO_SPLIT, STATUS_OK, TABLE_COLUMNS, ClassifierValidation, empty_table
+from .io.heldout import (
+    STATUS_NO_SPLIT,
+    STATUS_OK,
+    TABLE_COLUMNS,
+    ClassifierValidation,
+    empty_table,
+)
 from .io.manifest import manifest_hash, manifest_of
 from .model import LabelSet, TrainsetError
-from .trainset import load_example_images
 from .training import grouped_split
+from .trainset import load_example_images
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +124,6 @@ def validate_classifier(classifier: str | Path, labels: LabelSet, params: Aggreg
     held = [examples[i] for i in va_idx]
     log.info("%s: %d held-out images in %d tracklets", classifier, len(held), len({e.tracklet_key for e in held}))
 
-    from .classifier import load_classifier
     from .inference import configure_tf
 
     configure_tf(threads)

@@ -64,7 +64,6 @@ def build_model(
     to settle, which a small trainset never gets (validation accuracy then sits at chance); the default training
     recipe adapts it to the number of steps per epoch.
     """
-    import keras
 
     if n_classes < 2:
         raise ModelBuildError(f"a classifier needs at least 2 classes, got {n_classes}")
@@ -78,31 +77,43 @@ def build_model(
         return _custom_model(modelfile, n_classes, target_size)
 
     if arch == "MobileNetV2":
-        if target_size < 32:
-            raise ModelBuildError(f"MobileNetV2 needs a target size of at least 32 px, got {target_size}")
-        weights = None
-        if modelfile is not None:
-            weights = str(modelfile)
-            if not Path(weights).is_file():
-                raise ModelBuildError(
-                    f"{weights}: MobileNetV2 weights file not found (no download is attempted; pass a local "
-                    f"ImageNet weights .h5 for include_top=False, or no file for random initialisation)"
-                )
-        try:
-            base = keras.applications.MobileNetV2(
-                input_shape=(target_size, target_size, 3), include_top=False, weights=weights
-            )
-        except ValueError as exc:
-            raise ModelBuildError(f"MobileNetV2 cannot be built for target size {target_size}: {exc}") from exc
-        base.trainable = weights is None
-        layers = [keras.Input((target_size, target_size, 3), name="image")]
-        if normalize:
-            layers.append(keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="normalize"))  # = preprocess_input
-        layers += [base, keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(n_classes, activation="softmax")]
-        return keras.Sequential(layers, name="MobileNetV2")
-
+        return _mobilenet(n_classes, target_size, modelfile, normalize)
     if arch == "tagnet":
         return _tagnet(n_classes, target_size, normalize, dropout, bn_momentum)
+    return _antrax_cnn(arch, n_classes, target_size, normalize, dropout, bn_momentum)
+
+
+def _mobilenet(n_classes: int, target_size: int, modelfile: str | Path | None, normalize: bool):
+    """MobileNetV2 base (ImageNet weights from a local file, else random init) + pooling + softmax."""
+    import keras
+
+    if target_size < 32:
+        raise ModelBuildError(f"MobileNetV2 needs a target size of at least 32 px, got {target_size}")
+    weights = None
+    if modelfile is not None:
+        weights = str(modelfile)
+        if not Path(weights).is_file():
+            raise ModelBuildError(
+                f"{weights}: MobileNetV2 weights file not found (no download is attempted; pass a local "
+                f"ImageNet weights .h5 for include_top=False, or no file for random initialisation)"
+            )
+    try:
+        base = keras.applications.MobileNetV2(
+            input_shape=(target_size, target_size, 3), include_top=False, weights=weights
+        )
+    except ValueError as exc:
+        raise ModelBuildError(f"MobileNetV2 cannot be built for target size {target_size}: {exc}") from exc
+    base.trainable = weights is None
+    layers = [keras.Input((target_size, target_size, 3), name="image")]
+    if normalize:
+        layers.append(keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="normalize"))  # = preprocess_input
+    layers += [base, keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(n_classes, activation="softmax")]
+    return keras.Sequential(layers, name="MobileNetV2")
+
+
+def _antrax_cnn(arch: str, n_classes: int, target_size: int, normalize: bool, dropout: float, bn_momentum: float):
+    """anTraX's Sequential CNNs (small/wide/large): conv-maxpool-BN-dropout blocks, flatten, dense softmax."""
+    import keras
 
     need = min_target_size(arch)
     if target_size < need:

@@ -219,7 +219,13 @@ def label_next(tracklets: pd.DataFrame, gates: pd.DataFrame | None, params: Aggr
                     cands[REASON_CONFUSED].append((frames * share * w, t, {
                         "detail": f"{r['candidate']} vs {r['runner_up']} (runner-up {100 * share:.0f} % of the ID "
                                   f"probability)"}))
-    # order each reason by priority (ties: tracklet name), then interleave
+    return _pick(cands, top, tt, g)
+
+
+def _pick(cands: Mapping[str, list[tuple[float, str, dict[str, Any]]]], top: int, tt: pd.DataFrame,
+          g: pd.DataFrame | None) -> pd.DataFrame:
+    """Order each reason's candidates by priority (ties: tracklet name), interleave them round robin up to ``top``,
+    and name every reason a picked tracklet qualifies for."""
     ordered = {k: sorted(v, key=lambda c: (-c[0], c[1])) for k, v in cands.items()}
     picked: dict[str, dict[str, Any]] = {}
     queues = [list(v) for v in ordered.values()]

@@ -22,7 +22,14 @@ import pandas as pd
 
 from . import trainset
 from .aggregation import AggregationParams, aggregate_movie, check_classes
-from .coverage import coverage_error_curve, validation_operating_point, validation_params
+from .classifier import load_classifier
+from .coverage import (
+    coverage_error_curve,
+    validation_operating_point,
+    validation_params,
+)
+from .evaluate import validate_classifier
+from .inference import classify_movie, configure_tf
 from .io.atomic import atomic_path, atomic_write_text
 from .io.autoids import write_autoids
 from .io.classifier import read_card
@@ -35,9 +42,24 @@ from .io.manifest import build_manifest, write_manifest
 from .io.probabilities import add_attribute
 from .io.review_tables import write_label_next, write_review_plan
 from .model import AntraxFormatError
-from .provenance import JOB_RECORD_FORMAT, code_version, environment_info, file_stamp, now, provenance_record
+from .provenance import (
+    JOB_RECORD_FORMAT,
+    code_version,
+    environment_info,
+    file_stamp,
+    now,
+    provenance_record,
+)
 from .results import load_session_result, tracklet_table
-from .review import REVIEW_KINDS, confused_pairs_of, label_next, sampling_plan, tracklet_gates, trainset_tracklets
+from .review import (
+    REVIEW_KINDS,
+    confused_pairs_of,
+    label_next,
+    sampling_plan,
+    tracklet_gates,
+    trainset_tracklets,
+)
+from .training import train_classifier
 
 log = logging.getLogger("antrax_pipe.stages")
 
@@ -86,8 +108,6 @@ def _check_same_labels(sources: list[Path]) -> None:
 
 def train_stage(manifest: Path, model_out: Path, options: dict, threads: int | None = None) -> Path:
     """Train the classifier of ``manifest``'s classdir into ``model_out`` (incremental unless options say scratch)."""
-    from .training import train_classifier
-
     classdir = Path(manifest).parent
     model_out = Path(model_out)
     opts = dict(options)
@@ -129,9 +149,6 @@ def classify_stage(
             log.error("movie images cannot be read: %s", exc)
             raise
     log.info("%d tracklet(s) in %s", n_tracklets, ", ".join(p.name for p in images))
-    from .classifier import load_classifier
-    from .inference import classify_movie, configure_tf
-
     tf_info = configure_tf(threads)
     log.info("TensorFlow: %s", tf_info)
     model, card = load_classifier(classifier)
@@ -182,8 +199,6 @@ def aggregate_stage(
 def validate_stage(classifier: str | Path, labels_file: str | Path, out: str | Path,
                    params: Mapping[str, Any], threads: int | None = None) -> Path:
     """Workflow entry point: validate one classifier (labels.csv of an experiment it classifies) → ``out``."""
-    from .evaluate import validate_classifier
-
     keys = ("method", "use_min_conf", "min_conf", "min_conf_short", "short_length", "multi_fraction")
     p = AggregationParams(**{k: params[k] for k in keys if k in params})
     v = validate_classifier(classifier, read_labels(labels_file), p, threads=threads)

@@ -7,7 +7,6 @@ from pathlib import Path
 from snakemake.logging import logger
 from snakemake.utils import validate, min_version
 
-from antrax_pipe.stages import failure_report
 from antrax_pipe.plan import (
     ensure_link,
     plan_classifiers,
@@ -138,6 +137,9 @@ def report_experiments():
 
 def write_failure_report():
     """onerror: the report lists the movies without autoids and why (from their job logs); never masks the error."""
+    # imported here: the stages module is only needed when a run fails, not to plan thousands of jobs
+    from antrax_pipe.stages import failure_report
+
     try:
         out = failure_report(
             report_experiments(),
