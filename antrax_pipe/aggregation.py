@@ -177,7 +177,9 @@ def _antrax(y: np.ndarray, roles: ClassRoles, params: AggregationParams) -> tupl
     frame_score = y1[:, k]
     score = float(frame_score.sum())
     if params.use_min_conf:
-        top = y1[:, ant_cols].max()
+        # compared as Python floats (float64), as numpy 1.x did for anTraX: under numpy 2 a float32 compared with a
+        # Python float stays float32, and a probability exactly at min_conf would pass the gate
+        top = float(y1[:, ant_cols].max())
         if top < params.min_conf:
             return UNKNOWN, 0.0, -1
         if y1.shape[0] < params.short_length and top < params.min_conf_short:

@@ -160,6 +160,17 @@ def _take(free: queue.Queue, stop: threading.Event) -> np.ndarray | None:
                 return None
 
 
+#: Images of one tracklet read at a time (a long tracklet is read and predicted in pieces, so memory stays bounded).
+READ_CHUNK = 1024
+
+
+def _prep(images: np.ndarray, spec: PreprocessSpec, out: np.ndarray, f: ImagesFile, name: str) -> None:
+    try:
+        preprocess(images, spec, out=out)
+    except Exception as exc:
+        raise AntraxFormatError(f"{f.path}: tracklet {name!r}: preprocessing failed ({exc})") from exc
+
+
 def _fill_batches(
     files: Sequence[ImagesFile],
     spec: PreprocessSpec,
@@ -177,28 +188,24 @@ def _fill_batches(
         for name in f.tracklets:
             if stop.is_set():
                 return
+            n = 0
             try:
-                images = f.read(name, white_bg=True)
+                for images in f.read_chunks(name, chunk=max(bs, READ_CHUNK), white_bg=True):
+                    i = 0
+                    while i < images.shape[0]:
+                        take = min(images.shape[0] - i, bs - pos)
+                        _prep(images[i : i + take], spec, buf[pos : pos + take], f, name)
+                        pos += take
+                        i += take
+                        if pos == bs:
+                            yield buf, pos
+                            buf, pos = _take(free, stop), 0
+                            if buf is None:
+                                return
+                    n += images.shape[0]
             except EmptyTrackletError as exc:
                 log.warning("%s -> written as an empty tracklet (aggregation: Unknown)", exc)
                 index.empty.append(name)
-                index.add(name, part, 0)
-                continue
-            n = images.shape[0]
-            i = 0
-            while i < n:
-                take = min(n - i, bs - pos)
-                try:
-                    preprocess(images[i : i + take], spec, out=buf[pos : pos + take])
-                except Exception as exc:
-                    raise AntraxFormatError(f"{f.path}: tracklet {name!r}: preprocessing failed ({exc})") from exc
-                pos += take
-                i += take
-                if pos == bs:
-                    yield buf, pos
-                    buf, pos = _take(free, stop), 0
-                    if buf is None:
-                        return
             index.add(name, part, n)
     if pos:
         yield buf, pos

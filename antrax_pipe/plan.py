@@ -6,7 +6,9 @@ running Snakemake, and so that ``common.smk`` stays a thin layer of input functi
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 from dataclasses import dataclass, field
@@ -64,7 +66,11 @@ def read_sheet(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise AntraxFormatError(f"{path}: experiment sheet not found")
-    df = pd.read_csv(path, sep="\t", dtype=str, comment="#", skip_blank_lines=True).fillna("")
+    # Only whole lines starting with "#" are comments: a "#" inside a path ("/data/colony#2") is part of it.
+    text = path.read_text(encoding="utf-8-sig")
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    df = pd.read_csv(io.StringIO("\n".join(lines) + "\n"), sep="\t", dtype=str, keep_default_na=False,
+                     quoting=csv.QUOTE_NONE).fillna("")
     df.columns = [c.strip() for c in df.columns]
     if "name" not in df.columns or "expdir" not in df.columns:
         raise AntraxFormatError(f"{path}: needs at least the columns 'name' and 'expdir'")

@@ -180,8 +180,12 @@ def aggregate_stage(
     p = AggregationParams(**params)
     passed = None
     if p.usepassed:
+        if not passed_files:
+            raise AntraxFormatError(
+                f"{probs}: aggregate.usepassed is on but the movie has no frame_passed_<m>.mat next to its images; "
+                f"turn usepassed off or run anTraX's frame filter first")
         passed = {}
-        for f in passed_files or []:
+        for f in passed_files:
             passed.update(read_frame_passed(f))
     rows = aggregate_movie(Path(probs), read_labels(labels_file), p, frame_passed=passed)
     write_autoids(autoids_out, rows)

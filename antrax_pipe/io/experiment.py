@@ -1,15 +1,18 @@
-"""Finding experiments, sessions and movies (spec §1, §13): EXPLIST, ``--session``, ``--movlist``, movies_info.txt."""
+"""Finding experiments, sessions and movies: EXPLIST, ``--session``, ``--movlist``, movies_info.txt."""
 
 from __future__ import annotations
 
-import re
+import logging
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
 
 from ..model import AntraxFormatError, Experiment, MovieImages, TrainsetError
 from .images import find_movie_images
+
+log = logging.getLogger(__name__)
 
 
 def is_expdir(d: str | Path) -> bool:
@@ -49,10 +52,33 @@ def find_expdirs(root: str | Path) -> list[Path]:
     return sorted(d.absolute() for d in found if is_expdir(d))
 
 
+def _explist_lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, stripped text) of the non-blank, non-comment lines of an EXPLIST file. Read as UTF-8 with or
+    without a BOM, any line ends (a list saved by Notepad works); leading spaces are not significant (anTraX skipped
+    indented lines silently, which lost experiments)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise AntraxFormatError(f"{path}: the experiment list is not UTF-8 text ({exc})") from exc
+    return [(i, ln.strip()) for i, ln in enumerate(text.splitlines(), start=1)
+            if ln.strip() and not ln.strip().startswith("#")]
+
+
+def _explist_entry(path: Path, lineno: int, line: str) -> Path:
+    """The experiment of one EXPLIST line: the whole line (paths may hold spaces or ``#``), else its first token
+    (anTraX's lists may carry more columns); relative paths are relative to the list file."""
+    for text in dict.fromkeys((line, line.split()[0])):
+        d = Path(text).expanduser()
+        d = d if d.is_absolute() else path.parent / d
+        if is_expdir(d):
+            return d.absolute()
+    raise AntraxFormatError(f"{path}: line {lineno}: {line!r} is not an anTraX experiment directory "
+                            f"(no <session>/parameters/Trck.mat in it)")
+
+
 def parse_explist(arg: str | Path) -> list[Path]:
-    """EXPLIST as in anTraX: an expdir; a text file with one expdir per line (first token; lines that are blank,
-    start with whitespace or ``#`` are skipped; relative paths are relative to the file); or a folder searched
-    recursively for experiments."""
+    """EXPLIST as in anTraX: an expdir; a text file with one expdir per line (blank lines and ``#`` comments
+    skipped; relative paths are relative to the file); or a folder searched recursively for experiments."""
     p = Path(arg).expanduser()
     if p.is_dir():
         if is_expdir(p):
@@ -62,16 +88,7 @@ def parse_explist(arg: str | Path) -> list[Path]:
             raise AntraxFormatError(f"{p}: no anTraX experiment found in this folder (none has */parameters/Trck.mat)")
         return found
     if p.is_file():
-        out = []
-        for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line or line[0].isspace() or line.startswith("#"):
-                continue
-            d = Path(line.split()[0]).expanduser()
-            if not d.is_absolute():
-                d = p.parent / d
-            if not is_expdir(d):
-                raise AntraxFormatError(f"{p}: line {lineno}: {d} is not an anTraX experiment directory")
-            out.append(d.absolute())
+        out = list(dict.fromkeys(_explist_entry(p, lineno, line) for lineno, line in _explist_lines(p)))
         if not out:
             raise AntraxFormatError(f"{p}: the experiment list is empty")
         return out
@@ -108,11 +125,22 @@ def parse_movlist(spec: str | int | list | None) -> list[int] | None:
 
 
 def select_movies(experiment: Experiment, movlist: list[int] | None = None) -> dict[int, MovieImages]:
-    """Movies of the experiment that have blob images, restricted to ``movlist`` when given."""
+    """Movies of the experiment that have blob images, restricted to ``movlist`` when given. Movies the list names
+    that have no images are named in a warning; when none of the named movies exists it is an error (a typo must not
+    turn into "nothing to do"). An empty list (anTraX's ``0``) selects nothing, on purpose."""
     movies = find_movie_images(experiment.images_dir)
-    if movlist is not None:
-        movies = {m: v for m, v in movies.items() if m in set(movlist)}
-    return movies
+    if movlist is None:
+        return movies
+    missing = sorted(set(movlist) - set(movies))
+    selected = {m: v for m, v in movies.items() if m in set(movlist)}
+    if missing:
+        have = ", ".join(map(str, sorted(movies))) or "none"
+        msg = (f"{experiment.images_dir}: no images_<m>.mat for movie(s) {', '.join(map(str, missing))} "
+               f"(movies with images: {have})")
+        if not selected:
+            raise AntraxFormatError(msg)
+        log.warning("%s; classifying the others", msg)
+    return selected
 
 
 def read_movies_info(path: str | Path) -> pd.DataFrame:

@@ -97,11 +97,12 @@ class ImagesFile:
         shape = self._dataset(tracklet).shape
         return shape[-1], shape[-2]
 
-    def read(self, tracklet: str, white_bg: bool = True) -> np.ndarray:
-        """Images of one tracklet as (N, H, W, 3) uint8; black background pixels → white unless ``white_bg=False``."""
+    def read(self, tracklet: str, white_bg: bool = True, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Images of one tracklet as (N, H, W, 3) uint8; black background pixels → white unless ``white_bg=False``.
+        ``start``/``stop`` read only images [start, stop) (a long tracklet in bounded pieces)."""
         ds = self._dataset(tracklet)
         try:
-            a = ds[()]
+            a = ds[()] if ds.ndim == 3 or (start == 0 and stop is None) else ds[start:stop]
         except Exception as exc:  # truncated data chunk, broken filter...
             raise AntraxFormatError(f"{self.path}: tracklet {tracklet!r}: data cannot be read ({exc})") from exc
         if a.ndim == 3:
@@ -110,6 +111,13 @@ class ImagesFile:
         if white_bg:
             whiten(a)
         return a
+
+    def read_chunks(self, tracklet: str, chunk: int, white_bg: bool = True) -> Iterator[np.ndarray]:
+        """The tracklet's images in pieces of at most ``chunk`` images, so that memory stays bounded for a tracklet
+        of any length (a 20,000-frame tracklet read whole costs hundreds of MB)."""
+        n = self.n_images(tracklet)
+        for i in range(0, n, max(1, int(chunk))):
+            yield self.read(tracklet, white_bg, i, min(n, i + chunk))
 
     def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
         for name in self.tracklets:
