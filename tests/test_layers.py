@@ -24,7 +24,7 @@ LAYERS: dict[str, int] = {
     # the load_…/save_… facade over io
     "": 1,
     # L2: pure logic, no TensorFlow
-    "preprocess": 2, "aggregation": 2, "coverage": 2, "stats": 2, "plan": 2, "review": 2, "results": 2,
+    "preprocess": 2, "aggregation": 2, "conflicts": 2, "coverage": 2, "stats": 2, "plan": 2, "review": 2, "results": 2,
     "trainset": 2,
     # L3: TensorFlow users
     "nets": 3, "classifier": 3, "inference": 3, "evaluate": 3, "training": 3,
