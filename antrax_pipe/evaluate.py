@@ -32,7 +32,7 @@ from .io.heldout import (
 )
 from .io.manifest import manifest_hash, manifest_of
 from .model import LabelSet, TrainsetError
-from .training import grouped_split
+from .training.data import grouped_split
 from .trainset import load_example_images
 
 log = logging.getLogger(__name__)

@@ -210,7 +210,7 @@ def test_aug_options_parse_and_validate():
         AugOptions.parse("vertical_flip=maybe")
     assert AugOptions.parse("channel_gain_range=0.1,contrast_range=0.2").channel_gain_range == 0.1
     # the default recipe adds its own options (gain, saturation) under the user's; a CLI dict keeps only given keys
-    from antrax_pipe.training import _recipe_aug
+    from antrax_pipe.training.options import _recipe_aug
 
     assert parse_aug_options("rotation_range=30") == {"rotation_range": 30.0}
     r = _recipe_aug(parse_aug_options("rotation_range=30,saturation_range=0"), is_antrax=False)
@@ -222,7 +222,7 @@ def test_aug_options_parse_and_validate():
 
 
 def test_augmenter_keeps_shape_range_and_background():
-    from antrax_pipe.training import _make_augmenter
+    from antrax_pipe.training.augment import _make_augmenter
 
     x = np.full((8, 32, 32, 3), 255, np.float32)
     x[:, 10:22, 13:19] = 40.0
@@ -276,13 +276,8 @@ def test_temperature_fit_fold_and_gates():
     import keras
 
     from antrax_pipe.nets import build_model
-    from antrax_pipe.training import (
-        _fold_temperature,
-        fit_gate_temperature,
-        fit_temperature,
-        gate_outcomes,
-        temper_probs,
-    )
+    from antrax_pipe.training import fit_gate_temperature, fit_temperature, gate_outcomes, temper_probs
+    from antrax_pipe.training.calibration import _fold_temperature
 
     rng = np.random.default_rng(0)
     # over-confident predictions (right 70 % of the time, always p≈0.999) → NLL temperature > 1
@@ -312,7 +307,7 @@ def test_temperature_fit_fold_and_gates():
 
 
 def test_tracklet_draws_balance_tracklets():
-    from antrax_pipe.training import _tracklet_draws
+    from antrax_pipe.training.data import _tracklet_draws
 
     keys = ["long"] * 100 + ["short"] * 3
     y = np.zeros(103, int)
@@ -334,7 +329,7 @@ def test_build_model_architectures(tmp_path):
     assert m.input_shape == (None, 38, 38, 3) and m.output_shape == (None, 5)
     assert has_normalization(m) and not has_normalization(build_model("small", 5, 38, normalize=False))
     assert [layer.filters for layer in m.layers if isinstance(layer, keras.layers.Conv2D)] == [64, 128, 256]
-    assert m.get_layer("flatten").output.shape[-1] == 3 * 3 * 256  # spec §7: T=38 → 3·3·256
+    assert m.get_layer("flatten").output.shape[-1] == 3 * 3 * 256  # anTraX's 'small' net: T=38 → 3·3·256
     wide = build_model("wide", 3, 22)
     assert [layer.filters for layer in wide.layers if isinstance(layer, keras.layers.Conv2D)] == [128, 256, 512]
     assert build_model("large", 3, 46).get_layer("flatten").output.shape[-1] == 256
