@@ -112,7 +112,7 @@ def clopper_pearson(k: float, n: float, confidence: float = 0.95) -> tuple[float
 
 def fmt_pct(x: float | None, digits: int = 1) -> str:
     """A fraction as a percentage; ``None``/NaN → ``n/a`` (a report must never print 'NaN %')."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
+    if x is None or not math.isfinite(float(x)):  # float(): numpy scalars (float32 NaN) too
         return "n/a"
     return f"{100.0 * x:.{digits}f} %"
 

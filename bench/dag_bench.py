@@ -38,7 +38,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-import builders as b  # noqa: E402  (the test suite's anTraX writers)
+from fixtures.experiments import make_labelset, write_session  # noqa: E402  (the test suite's anTraX writers)
 
 from antrax_pipe.plan import plan_classifiers, plan_experiments, read_sheet, trainset_fingerprint  # noqa: E402
 
@@ -48,12 +48,12 @@ LABELS = ["BB", "BG", "GB", "GG"]
 def build_project(root: Path, n_exp: int, n_movies: int, n_examples: int, seed: int = 0) -> Path:
     """``root`` with ``experiments/exp<k>`` and ``config/{config.yaml,experiments.tsv}``."""
     rng = np.random.default_rng(seed)
-    labels = b.make_labelset(LABELS)
+    labels = make_labelset(LABELS)
     rows = ["name\texpdir\tsession\tmovlist\tclassifier\ttruth"]
     for k in range(n_exp):
         name = f"exp{k:02d}"
         expdir = root / "experiments" / name
-        sess = b.write_session(expdir, "antrax", labels, {m: 6000 for m in range(1, n_movies + 1)})
+        sess = write_session(expdir, "antrax", labels, {m: 6000 for m in range(1, n_movies + 1)})
         for m in range(1, n_movies + 1):  # stand-ins: the plan only lists them; --touch never opens them
             (sess / "images" / f"images_{m}.mat").write_bytes(b"\0" * 64)
         for i in range(n_examples):

@@ -2,7 +2,7 @@
 """Write the embedded demo: two anTraX experiments made of real labelled blob images, with ground truth.
 
 Why a generated demo: the anTraX example data ships no ``images_<m>.mat`` (too large), so we rebuild experiments the
-way anTraX/MATLAB writes them (tests/builders.py) from real images of the anTraX example trainset. Tracklets used in
+way anTraX/MATLAB writes them (tests/fixtures/) from real images of the anTraX example trainset. Tracklets used in
 the movies and in the trainsets are disjoint (split by tracklet, never by image) and movie tracklets are only taken
 from tracklets whose frames all carry one label, so accuracy measured on the demo is honest.
 
@@ -24,7 +24,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-import builders as b  # noqa: E402
+from fixtures.experiments import build_experiment, make_labelset, write_ground_truth  # noqa: E402
+from fixtures.trainset import (  # noqa: E402
+    EXP_FOR1, EXP_T12, TRAINSET_TARBALL, RealTracklet, TrainsetIndex, load_real_tracklets, multi_label_keys, trainset_index)
 
 SEED = 20200430
 ID_LABELS = ("BB", "GP", "PB", "PG", "PO", "PP")  # the IDs with the most tracklets in EXP_T12
@@ -44,10 +46,10 @@ def _rng(label: str) -> np.random.Generator:
     return np.random.default_rng([SEED, zlib.crc32(label.encode())])
 
 
-def split_tracklets(index: b.TrainsetIndex) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+def split_tracklets(index: TrainsetIndex) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """label → movie keys, label → train keys. Movie keys: single-label tracklets only; train keys: the rest."""
-    multi = b.multi_label_keys(index)
-    exp_of = {lab: b.EXP_T12 for lab in ID_LABELS + ("Unknown",)} | {"NoAnt": b.EXP_FOR1}
+    multi = multi_label_keys(index)
+    exp_of = {lab: EXP_T12 for lab in ID_LABELS + ("Unknown",)} | {"NoAnt": EXP_FOR1}
     movie, train, used = {}, {}, set()
     for lab in ID_LABELS + ("Unknown", "NoAnt"):
         keys = sorted(k for k in index[lab] if k.startswith(exp_of[lab] + "."))
@@ -68,26 +70,26 @@ def split_tracklets(index: b.TrainsetIndex) -> tuple[dict[str, list[str]], dict[
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--tarball", default=str(b.TRAINSET_TARBALL))
+    ap.add_argument("--tarball", default=str(TRAINSET_TARBALL))
     ap.add_argument("--out", default=str(HERE))
     args = ap.parse_args(argv)
     out = Path(args.out)
-    index = b.trainset_index(args.tarball)
+    index = trainset_index(args.tarball)
     movie_keys, train_keys = split_tracklets(index)
     size_of = {lab: (SIZE if lab == "NoAnt" else None) for lab in movie_keys}
-    movie_tr = b.load_real_tracklets(movie_keys, MAX_FRAMES_MOVIE, size_of, args.tarball)
-    train_tr = b.load_real_tracklets(train_keys, MAX_FRAMES_TRAIN, size_of, args.tarball)
+    movie_tr = load_real_tracklets(movie_keys, MAX_FRAMES_MOVIE, size_of, args.tarball)
+    train_tr = load_real_tracklets(train_keys, MAX_FRAMES_TRAIN, size_of, args.tarball)
 
     # deal tracklets: movies round-robin over SLOTS, trainsets alternating over COLONIES, offset per label
-    slots: dict[tuple[str, int], list[b.RealTracklet]] = {s: [] for s in SLOTS}
-    trainsets: dict[str, dict[str, list[b.RealTracklet]]] = {c: {} for c in COLONIES}
+    slots: dict[tuple[str, int], list[RealTracklet]] = {s: [] for s in SLOTS}
+    trainsets: dict[str, dict[str, list[RealTracklet]]] = {c: {} for c in COLONIES}
     for j, lab in enumerate(movie_tr):
         for i, t in enumerate(movie_tr[lab]):
             slots[SLOTS[(i + j) % len(SLOTS)]].append(t)
         # longest first, dealt A,B,B,A,... so both colonies get a similar number of images per label
         for i, t in enumerate(sorted(train_tr[lab], key=lambda t: (-len(t), t.key))):
             trainsets[COLONIES[(i + j + (i // 2)) % 2]].setdefault(lab, []).append(t)
-    labels = b.make_labelset(ID_LABELS)
+    labels = make_labelset(ID_LABELS)
 
     for sub in ("experiments", "ground_truth"):
         shutil.rmtree(out / sub, ignore_errors=True)
@@ -98,10 +100,10 @@ def main(argv: list[str] | None = None) -> int:
             if c == colony:
                 order = np.random.default_rng([SEED, ci, m]).permutation(len(items))
                 movies[m] = [items[i] for i in order]
-        built = b.build_experiment(out / "experiments", colony, movies, labels, session="antrax",
-                                   parted=PARTED[colony], with_passed=True, seed=SEED + ci,
-                                   trainset=trainsets[colony], nframes=NFRAMES[colony])
-        b.write_ground_truth(out / "ground_truth" / f"{colony}.csv", built)
+        built = build_experiment(out / "experiments", colony, movies, labels, session="antrax",
+                                 parted=PARTED[colony], with_passed=True, seed=SEED + ci,
+                                 trainset=trainsets[colony], nframes=NFRAMES[colony])
+        write_ground_truth(out / "ground_truth" / f"{colony}.csv", built)
         for m in sorted(built.truth):
             for t in built.sorted_tracklets(m):
                 prov.append(f"{colony},{m},{t},{built.truth[m][t]},{built.sources[m][t]},{len(built.images[m][t])}")

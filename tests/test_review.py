@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import builders as b
+from fixtures.experiments import build_experiment, synthetic_tracklet
 from antrax_pipe.aggregation import AggregationParams
 from antrax_pipe.inference import PROBS_FORMAT
 from antrax_pipe.io.autoids import write_autoids
@@ -184,9 +184,9 @@ def onehot(label: str, p: float, n: int) -> np.ndarray:
 
 @pytest.fixture()
 def session(tmp_path):
-    items = [("A", b.synthetic_tracklet(12, seed=1)), ("B", b.synthetic_tracklet(3, seed=2)),
-             ("NoAnt", b.synthetic_tracklet(2, seed=3)), ("Unknown", b.synthetic_tracklet(30, seed=4))]
-    built = b.build_experiment(tmp_path, "expR", {1: items}, LABELS, with_passed=False)
+    items = [("A", synthetic_tracklet(12, seed=1)), ("B", synthetic_tracklet(3, seed=2)),
+             ("NoAnt", synthetic_tracklet(2, seed=3)), ("Unknown", synthetic_tracklet(30, seed=4))]
+    built = build_experiment(tmp_path, "expR", {1: items}, LABELS, with_passed=False)
     names = {lab: t for t, lab in built.truth[1].items()}
     probs = {names["A"]: onehot("A", 0.97, 12), names["B"]: onehot("B", 0.999, 3),
              names["NoAnt"]: onehot("NoAnt", 0.9, 2), names["Unknown"]: onehot("A", 0.6, 30)}

@@ -400,7 +400,7 @@ def new_layout_card() -> ClassifierCard:
 def hand_validation(**kw):
     from antrax_pipe.io.heldout import STATUS_OK, ClassifierValidation
 
-    # the hand-made table of tests/test_validation.py: at min_conf 0.9 coverage 2/5, error 1/3
+    # the hand-made table of tests/test_coverage.py: at min_conf 0.9 coverage 2/5, error 1/3
     table = pd.DataFrame({"key": ["t1", "t2", "t3", "t4", "t5", "t6"],
                           "true_label": ["A", "A", "B", "B", "NoAnt", "B"],
                           "pred_label": ["A", "B", "B", "Unknown", "A", "B"],

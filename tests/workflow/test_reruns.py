@@ -18,7 +18,8 @@ import h5py
 import pytest
 import yaml
 
-import builders as b
+from fixtures.faults import truncate_file
+from fixtures.mat import write_mat73
 from test_workflow import make_workdir, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
@@ -75,7 +76,7 @@ def write_movie_copy(sess: Path, src: int, dst: int) -> Path:
     with h5py.File(sess / "images" / f"images_{src}.mat", "r") as f:
         data = {k.replace(f"_ti{src}_", f"_ti{dst}_").replace(f"_tf{src}_", f"_tf{dst}_"): f[k][()]
                 for k in f if not k.startswith("#")}
-    return b.write_mat73(sess / "images" / f"images_{dst}.mat", data)
+    return write_mat73(sess / "images" / f"images_{dst}.mat", data)
 
 
 def test_nothing_changed_nothing_runs(run):
@@ -160,7 +161,7 @@ def test_added_movie_runs_only_its_jobs(run):
 def test_corrupt_movie_fails_alone_with_keep_going_and_report_lists_it(run):
     sess = session(run, "colonyB")
     write_movie_copy(sess, 1, 5)
-    b.truncate_file(write_movie_copy(sess, 1, 4), 0.5)  # a copy cut short
+    truncate_file(write_movie_copy(sess, 1, 4), 0.5)  # a copy cut short
     res = snakemake(run, "--keep-going", check=False)
     assert res.returncode != 0
     assert (sess / "labels" / "autoids_5.csv").is_file()  # the other new movie finished

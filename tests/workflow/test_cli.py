@@ -17,7 +17,7 @@ import pytest
 from antrax_pipe.io.classifier import read_card
 from antrax_pipe.cli import main
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "demo" / "experiments"
 
 

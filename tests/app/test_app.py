@@ -27,7 +27,8 @@ import cv2
 import numpy as np
 import pytest
 
-import builders as b
+from fixtures.experiments import BuiltExperiment
+from fixtures.faults import corrupt_chunk
 from antrax_pipe.app.core import TrainsetApp
 from antrax_pipe.app.server import make_server
 from antrax_pipe.io.marks import read_validation_rows
@@ -45,7 +46,7 @@ class AppExp:
     """A writable experiment for the app and what the tests know about it."""
 
     expdir: Path
-    built: b.BuiltExperiment
+    built: BuiltExperiment
     autoids: dict[str, str]  # movie-1 tracklet → autoID written to autoids_1.csv
     fi: dict[int, int]  # movie → first absolute frame (movies_info.txt)
 
@@ -78,13 +79,13 @@ class AppExp:
         return [f"{self.expdir.name}.{tracklet}.{first + i}.png" for i in (range(n) if idx is None else idx)]
 
 
-def make_app_experiment(tmp_path: Path, built: b.BuiltExperiment) -> AppExp:
+def make_app_experiment(tmp_path: Path, built: BuiltExperiment) -> AppExp:
     """Copy the built experiment and classify movie 1: PB→PB (correct), PG→PB (wrong), Unknown, NoAnt, 1-frame→PG."""
     expdir = tmp_path / built.name
     shutil.copytree(built.expdir, expdir)
-    copy = b.BuiltExperiment(expdir, built.session, built.labels, built.truth, built.images, built.passed,
-                             {m: [expdir / built.session / "images" / p.name for p in fs] for m, fs in built.files.items()},
-                             built.sources, built.nframes)
+    copy = BuiltExperiment(expdir, built.session, built.labels, built.truth, built.images, built.passed,
+                           {m: [expdir / built.session / "images" / p.name for p in fs] for m, fs in built.files.items()},
+                           built.sources, built.nframes)
     app_exp = AppExp(expdir, copy, {}, {})
     autoid = {"PB": "PB", "PG": "PB", "Unknown": "Unknown", "NoAnt": "NoAnt"}
     for t in copy.sorted_tracklets(1):
@@ -349,7 +350,7 @@ def test_static_page_and_assets_are_served(client):
 
 def test_unreadable_tracklet_is_refused_alone(app_exp):
     bad = app_exp.tracklet_with("PG")
-    b.corrupt_chunk(app_exp.built.files[1][0], bad)
+    corrupt_chunk(app_exp.built.files[1][0], bad)
     with running_server(TrainsetApp(app_exp.expdir)) as base:
         c = Client(base)
         status, msg = c.error(f"/api/frames?movie=1&tracklet={bad}")

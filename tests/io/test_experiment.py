@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import builders as b
+from fixtures.experiments import add_session, make_labelset, movies_info_text, tracklet_name
+from fixtures.mat import read_mat5_variables, write_trck_mat
+from fixtures.trainset import EXP_T12, TRAINSET_TARBALL, extract_real_examples, read_trainset_dir, write_trainset
 from antrax_pipe.io.experiment import (
     find_expdirs,
     find_sessions,
@@ -25,7 +27,7 @@ from antrax_pipe.io.images import ImagesFile, find_movie_images, read_frame_pass
 from antrax_pipe.io.labels import read_labels
 from antrax_pipe.model import AntraxFormatError, Experiment, TrackletName
 
-LABELS = b.make_labelset(["BB", "PB"])
+LABELS = make_labelset(["BB", "PB"])
 
 # ------------------------------------------------------------------------------------------------ tracklet names
 
@@ -37,7 +39,7 @@ def test_tracklet_name_parse_and_frames():
     # JS16.trj_id7_ti3_869_tf3_908 with fi(3) = 6001 → absolute frames 6869..6908 (spec §5 example)
     assert TrackletName.parse("trj_id7_ti3_869_tf3_908").absolute_frames(6001) == (6869, 6908)
     assert TrackletName.parse("trj_id1_ti1_2291_tf1_2291").n_frames == 1
-    assert b.tracklet_name(12, 4, 100, 40) == "trj_id12_ti4_100_tf4_139"
+    assert tracklet_name(12, 4, 100, 40) == "trj_id12_ti4_100_tf4_139"
 
 
 @pytest.mark.parametrize("bad", ["trj_id6_ti1_57002_tf1", "trj_id6_ti1_57002_tf1_57060_split1", "trj_idx_ti1_1_tf1_2",
@@ -58,16 +60,16 @@ def test_tracklet_names_sort_like_tuples():
 def _exp(tmp_path, name="exp1", sessions=(("antrax", 1_000_000),)) -> Path:
     expdir = tmp_path / name
     for s, mtime in sessions:
-        b.add_session(expdir, s, LABELS, mtime)
+        add_session(expdir, s, LABELS, mtime)
     return expdir
 
 
 def test_trck_mat_is_a_mat_v5_file_with_variable_trck(tmp_path):
-    p = b.write_trck_mat(tmp_path / "Trck.mat", "exp", "antrax")
+    p = write_trck_mat(tmp_path / "Trck.mat", "exp", "antrax")
     raw = p.read_bytes()
     assert raw.startswith(b"MATLAB 5.0 MAT-file, Platform: GLNXA64") and raw[124:128] == b"\x00\x01IM"
     assert len(raw) % 8 == 0
-    assert b.read_mat5_variables(p) == [("Trck", 2)]  # a 1×1 struct
+    assert read_mat5_variables(p) == [("Trck", 2)]  # a 1×1 struct
 
 
 def test_newest_trck_mat_wins_and_session_overrides(tmp_path):
@@ -184,13 +186,13 @@ def test_movies_info_real_and_built(tmp_path):
     df = read_movies_info(p)
     assert list(df["fi"]) == [1, 3001] and list(df["ff"]) == [3000, 6000] and df.loc[2, "movfile"] == "JS16_2.mp4"
     for with_dat in (False, True):
-        text = b.movies_info_text("exp", {1: 3000, 2: 1500, 3: 10}, with_dat=with_dat)
+        text = movies_info_text("exp", {1: 3000, 2: 1500, 3: 10}, with_dat=with_dat)
         assert text.splitlines()[0].split()[-2:] == ["fi", "ff"]
         p.write_text(text)
         df = read_movies_info(p)
         assert df.loc[3, "fi"] == 4501 and df.loc[3, "ff"] == 4510 and ("datfile" in df.columns) == with_dat
         assert (df["ff"] - df["fi"] + 1 == df["nframes"]).all()
-    assert b.movies_info_text("JS16", {1: 3000, 2: 3000}).replace("1_2", "1_6").splitlines()[1].split()[-4:] == \
+    assert movies_info_text("JS16", {1: 3000, 2: 3000}).replace("1_2", "1_6").splitlines()[1].split()[-4:] == \
         JS16_MOVIES_INFO.splitlines()[1].split()[-4:]
 
 
@@ -209,10 +211,10 @@ def test_movies_info_errors(tmp_path):
 
 def test_builder_trainset_layout_and_rgb_order(tmp_path, real_tracklets):
     t = real_tracklets["PB"][0]
-    exdir = b.write_trainset(tmp_path, {"PB": [t]})
+    exdir = write_trainset(tmp_path, {"PB": [t]})
     files = sorted((exdir / "PB").iterdir())
     assert len(files) == len(t.frames) and all(f.name.startswith(t.key + ".") for f in files)
-    back = b.read_trainset_dir(exdir)
+    back = read_trainset_dir(exdir)
     np.testing.assert_array_equal(back["PB"][0].images, t.images)  # RGB survives cv2's BGR on disk
     assert back["PB"][0].frames == t.frames
     import cv2
@@ -236,7 +238,7 @@ def test_real_tracklets_fixture(real_tracklets):
 def test_demo_experiment_is_complete_and_matches_ground_truth(demo_dir, colony):
     expdir = demo_dir / "experiments" / colony
     ex = load_experiment(expdir)
-    assert ex.session == "antrax" and b.read_mat5_variables(ex.parameters_dir / "Trck.mat")[0][0] == "Trck"
+    assert ex.session == "antrax" and read_mat5_variables(ex.parameters_dir / "Trck.mat")[0][0] == "Trck"
     labels = read_labels(ex.labels_file)
     assert labels.ant_labels == ("BB", "GP", "PB", "PG", "PO", "PP")
     assert labels.noant_labels == ("NoAnt",) and labels.other_labels == ("Unknown",)
@@ -289,19 +291,19 @@ def test_session_discovery_uses_mtime_not_name(tmp_path):
     assert load_experiment(expdir).session == "aaa"
 
 
-@pytest.mark.skipif(not b.TRAINSET_TARBALL.is_file(), reason="trainset tarball not available")
+@pytest.mark.skipif(not TRAINSET_TARBALL.is_file(), reason="trainset tarball not available")
 def test_extract_real_examples_from_tarball(tmp_path):
     """Seeded, exclusion-aware, experiment-filtered selection; only the needed members are read; RGB trainset out."""
-    kw = dict(labels=["GP"], n_tracklets_per_label=2, max_frames=3, seed=7, experiments=b.EXP_T12)
-    first = b.extract_real_examples(tmp_path / "ts", **kw)
-    again = b.extract_real_examples(None, **kw)
+    kw = dict(labels=["GP"], n_tracklets_per_label=2, max_frames=3, seed=7, experiments=EXP_T12)
+    first = extract_real_examples(tmp_path / "ts", **kw)
+    again = extract_real_examples(None, **kw)
     assert [t.key for t in first["GP"]] == [t.key for t in again["GP"]]
-    assert all(t.expname == b.EXP_T12 and t.tracklet.startswith("trj_id") and len(t) <= 3 for t in first["GP"])
-    other = b.extract_real_examples(None, **(kw | {"exclude_tracklets": [t.key for t in first["GP"]]}))
+    assert all(t.expname == EXP_T12 and t.tracklet.startswith("trj_id") and len(t) <= 3 for t in first["GP"])
+    other = extract_real_examples(None, **(kw | {"exclude_tracklets": [t.key for t in first["GP"]]}))
     assert not {t.key for t in other["GP"]} & {t.key for t in first["GP"]}
-    back = b.read_trainset_dir(tmp_path / "ts" / "examples")
+    back = read_trainset_dir(tmp_path / "ts" / "examples")
     for t, r in zip(first["GP"], back["GP"]):
         assert (t.key, t.frames) == (r.key, r.frames)
         np.testing.assert_array_equal(t.images, r.images)
     with pytest.raises(ValueError, match="only"):
-        b.extract_real_examples(None, **(kw | {"n_tracklets_per_label": 99}))
+        extract_real_examples(None, **(kw | {"n_tracklets_per_label": 99}))

@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-import builders as b
+from fixtures.experiments import JS16_LABELS_TEXT, make_labelset, write_labels_files
+from fixtures.mat import mat5_bytes
 from antrax_pipe.io.labels import format_labels, parse_labels, read_labels, write_labels
 from antrax_pipe.model import AntraxFormatError, LabelSet
 
@@ -18,12 +19,12 @@ def _write(tmp_path, text: str, old: bool = False):
     pdir.mkdir(exist_ok=True)
     (pdir / "labels.csv").write_bytes(text.encode())
     if old:
-        (pdir / "labels.mat").write_bytes(b.mat5_bytes("labels", {"x": "y"}))
+        (pdir / "labels.mat").write_bytes(mat5_bytes("labels", {"x": "y"}))
     return pdir / "labels.csv"
 
 
 def test_real_js16_file_reads_and_rewrites_byte_exact(tmp_path):
-    p = _write(tmp_path, b.JS16_LABELS_TEXT)
+    p = _write(tmp_path, JS16_LABELS_TEXT)
     labels = read_labels(p)
     assert labels.ant_labels == JS16_IDS
     assert labels.noant_labels == ("NoAnt",) and labels.other_labels == ("Unknown",)
@@ -31,17 +32,17 @@ def test_real_js16_file_reads_and_rewrites_byte_exact(tmp_path):
     assert labels.all_labels == JS16_IDS + ("NoAnt", "Unknown")
     assert labels.multi_labels == ()
     assert labels.category_of("GO") == "ant_labels" and labels.category_of("B") is None
-    assert format_labels(labels) == b.JS16_LABELS_TEXT
+    assert format_labels(labels) == JS16_LABELS_TEXT
     out = write_labels(tmp_path / "out" / "labels.csv", labels)
-    assert out.read_bytes() == b.JS16_LABELS_TEXT.encode()
+    assert out.read_bytes() == JS16_LABELS_TEXT.encode()
     assert os.listdir(out.parent) == ["labels.csv"]  # atomic: no temp file left
 
 
 def test_builder_labelset_round_trips_through_every_format(tmp_path):
-    labels = b.make_labelset(["PB", "BB", "GP"], other=["Unknown", "Multi"])
+    labels = make_labelset(["PB", "BB", "GP"], other=["Unknown", "Multi"])
     for fmt in ("tab", "nonant", "comma"):
         d = tmp_path / fmt
-        p = b.write_labels_files(d, labels, fmt)
+        p = write_labels_files(d, labels, fmt)
         assert (d / "labels.mat").exists() == (fmt == "comma")
         got = read_labels(p)
         assert got.categories == labels.categories, fmt
@@ -153,5 +154,5 @@ def test_write_replaces_atomically_and_keeps_old_file_on_error(tmp_path, monkeyp
 
     monkeypatch.setattr(atomic.os, "replace", boom)
     with pytest.raises(OSError, match="disk full"):
-        write_labels(p, b.make_labelset(["BB"]))
+        write_labels(p, make_labelset(["BB"]))
     assert p.read_text() == "old\n" and os.listdir(tmp_path) == ["labels.csv"]

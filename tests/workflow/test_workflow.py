@@ -23,7 +23,7 @@ from antrax_pipe.io.autoids import HEADER
 from antrax_pipe.io.images import ImagesFile
 from antrax_pipe.plan import plan_classifiers, plan_experiments, read_sheet
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SNAKEFILE = REPO / "workflow" / "Snakefile"
 
 
