@@ -9,15 +9,25 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import logging
 import os
-import subprocess
+import re
 import sys
+import traceback
 from pathlib import Path
 
 import yaml
 
+from .aggregation import check_classes
+from .io.classifier import read_card
 from .io.experiment import load_experiment, parse_explist, parse_movlist, resolve_classdir, select_movies
-from .model import AntraxFormatError, consv_gates
+from .io.labels import read_labels
+from .model import AntraxFormatError, ClassLabelMismatchError, ModelBuildError, TrainingError, consv_gates
+from .runner import INTERRUPTED, RunActiveError, run_interruptible, run_lock, stale_snakemake_lock
+
+#: Errors the project raises on purpose: printed as one line (they name the file or input), exit status 2.
+USER_ERRORS = (AntraxFormatError, ClassLabelMismatchError, ModelBuildError, TrainingError, RunActiveError, ValueError,
+               OSError)
 
 
 def workflow_snakefile() -> Path:
@@ -46,26 +56,38 @@ def _resolve_classdir(arg: str, session: str | None = None) -> Path:
     return resolve_classdir(arg, session, create=True).absolute()
 
 
-def _run_snakemake(workdir: Path, config: dict, sheet_rows: list[dict], targets: list[str], args) -> int:
-    workdir.mkdir(parents=True, exist_ok=True)
+def _write_run_files(workdir: Path, config: dict, sheet_rows: list[dict]) -> Path:
+    """The run's experiment sheet and config under ``<workdir>/cli-runs/<hash>/``; returns the config file."""
     key = hashlib.sha256(yaml.safe_dump([config, sheet_rows], sort_keys=True).encode()).hexdigest()[:10]
     rundir = workdir / "cli-runs" / key
     rundir.mkdir(parents=True, exist_ok=True)
     cols = ["name", "expdir", "session", "movlist", "classifier", "truth"]
+    for r in sheet_rows:
+        bad = [c for c in cols if any(ch in str(r.get(c) or "") for ch in "\t\r\n")]
+        if bad:
+            raise AntraxFormatError(f"{r.get('expdir')}: a tab or line break in {bad[0]} cannot be passed on")
     sheet = rundir / "experiments.tsv"
     sheet.write_text(
-        "\t".join(cols) + "\n" + "".join("\t".join(str(r.get(c) or "") for c in cols) + "\n" for r in sheet_rows)
+        "\t".join(cols) + "\n" + "".join("\t".join(str(r.get(c) or "") for c in cols) + "\n" for r in sheet_rows),
+        encoding="utf-8",
     )
-    config = dict(config, experiments=str(sheet))
     cfg = rundir / "config.yaml"
-    cfg.write_text(yaml.safe_dump(config, sort_keys=False))
+    cfg.write_text(yaml.safe_dump(dict(config, experiments=str(sheet)), sort_keys=False, allow_unicode=True),
+                   encoding="utf-8")
+    return cfg
+
+
+def _snakemake_base(workdir: Path, cfg: Path) -> list[str]:
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(workflow_snakefile()), "--directory", str(workdir),
+            "--configfile", str(cfg)]
+
+
+def _snakemake_command(workdir: Path, cfg: Path, targets: list[str], args) -> list[str]:
     cmd = [
-        sys.executable, "-m", "snakemake",
-        "--snakefile", str(workflow_snakefile()),
-        "--directory", str(workdir),
-        "--configfile", str(cfg),
+        *_snakemake_base(workdir, cfg),
         "--cores", str(args.cores),
         "--scheduler", "greedy",
+        "--rerun-incomplete",  # files a killed run left half-done are made again, never taken as finished
     ]
     if getattr(args, "profile", None):
         cmd += ["--profile", args.profile]
@@ -73,10 +95,47 @@ def _run_snakemake(workdir: Path, config: dict, sheet_rows: list[dict], targets:
         cmd += ["--workflow-profile", "none"]
     if getattr(args, "dry", False):
         cmd.append("--dry-run")
-    cmd += list(args.snakemake_args)
-    cmd += targets
-    print("antrax-pipe: running", " ".join(cmd), file=sys.stderr, flush=True)
-    return subprocess.call(cmd)
+    return cmd + list(args.snakemake_args) + targets
+
+
+def _run_snakemake(workdir: Path, config: dict, sheet_rows: list[dict], targets: list[str], args) -> int:
+    """Run the workflow in ``workdir`` (one run at a time; a stale lock of a killed run is lifted; Ctrl-C stops
+    Snakemake cleanly and the same command continues later). See :mod:`antrax_pipe.runner`."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg = _write_run_files(workdir, config, sheet_rows)
+    cmd = _snakemake_command(workdir, cfg, targets, args)
+    with run_lock(workdir):
+        if stale_snakemake_lock(workdir):
+            print(f"antrax-pipe: {workdir}: removing the lock a stopped run left behind (snakemake --unlock)",
+                  file=sys.stderr, flush=True)
+            rc, _ = run_interruptible([*_snakemake_base(workdir, cfg), "--unlock"])
+            if rc != 0:
+                raise AntraxFormatError(f"{workdir}: snakemake --unlock failed (exit {rc})")
+        print("antrax-pipe: running", " ".join(cmd), file=sys.stderr, flush=True)
+        rc, interrupted = run_interruptible(cmd)
+    if interrupted:
+        print("antrax-pipe: interrupted: finished results are kept; run the same command again to continue",
+              file=sys.stderr)
+        return INTERRUPTED
+    return rc
+
+
+def _sheet_name(expname: str, taken: set[str]) -> str:
+    """A unique, path-safe sheet name for an experiment: the folder itself may hold spaces, ``#`` or non-ASCII
+    letters (it is reached through a link, never by this name)."""
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "_", expname).strip("._") or "experiment"
+    name, i = base, 1
+    while name in taken:
+        i += 1
+        name = f"{base}_{i}"
+    taken.add(name)
+    return name
+
+
+def _check_classifier(path: Path, exp) -> None:
+    """Before any job: the classifier file is readable and its classes fit the experiment's labels.csv."""
+    card = read_card(path)  # ClassifierFileError names the file: missing, corrupt, untrained
+    check_classes(card.classes, read_labels(exp.labels_file), where=f"{path} vs {exp.labels_file}")
 
 
 def cmd_classify(args) -> int:
@@ -84,29 +143,25 @@ def cmd_classify(args) -> int:
     movlist = parse_movlist(args.movlist)
     rows, classifiers, names = [], {}, set()
     if args.classifier:
-        classifiers["given"] = {"file": str(Path(args.classifier).expanduser().absolute())}
+        given = Path(args.classifier).expanduser().absolute()
+        classifiers["given"] = {"file": str(given)}
     for d in expdirs:
         exp = load_experiment(d, args.session)
-        name = exp.name
-        i = 1
-        while name in names:
-            i += 1
-            name = f"{exp.name}_{i}"
-        names.add(name)
+        name = _sheet_name(exp.name, names)
         movies = sorted(select_movies(exp, movlist))
         if args.missing:
             movies = [m for m in movies if not exp.autoids_file(m).exists()]
         if not movies:
-            print(f"antrax-pipe: {exp.expdir}: no movie to classify", file=sys.stderr)
+            print(f"antrax-pipe: {exp.expdir}: every selected movie already has its autoids (--missing): "
+                  f"nothing to classify", file=sys.stderr)
             continue
-        if args.classifier:
-            clf = "given"
-        else:
-            default = exp.classdir / "classifier.h5"
-            if not default.is_file():
-                raise AntraxFormatError(f"{exp.expdir}: no classifier given and {default} does not exist")
-            clf = f"own_{name}"
-            classifiers[clf] = {"file": str(default)}
+        clf_file = given if args.classifier else exp.classdir / "classifier.h5"
+        if not args.classifier and not clf_file.is_file():
+            raise AntraxFormatError(f"{exp.expdir}: no classifier given and {clf_file} does not exist "
+                                    f"(train one, or pass --classifier)")
+        _check_classifier(clf_file, exp)
+        clf = "given" if args.classifier else f"own_{name}"
+        classifiers.setdefault(clf, {"file": str(clf_file)})
         rows.append(dict(name=name, expdir=str(exp.expdir), session=exp.session,
                          movlist=",".join(map(str, movies)), classifier=clf))
     if not rows:
@@ -129,8 +184,11 @@ def cmd_train(args) -> int:
     classdir = _resolve_classdir(args.classdir)
     if not (classdir / "examples").is_dir():
         raise AntraxFormatError(f"{classdir}: not a classdir (no examples/ folder) nor an experiment directory")
-    train = {"scratch": args.scratch, "epochs": args.ne, "hsymmetry": args.hsymmetry,
-             "target_size": args.target_size, "seed": args.seed, "threads": args.threads}
+    # only what the user gave: everything else is the recipe's (training.options), e.g. anTraX's 5 epochs
+    train = {"scratch": args.scratch, "hsymmetry": args.hsymmetry, "target_size": args.target_size,
+             "seed": args.seed, "threads": args.threads}
+    if args.ne is not None:
+        train["epochs"] = args.ne
     if args.arch:
         train["arch"] = args.arch
     if args.modelfile:
@@ -213,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("classdir")
     t.add_argument("--name", default="classifier")
     t.add_argument("--scratch", action="store_true", help="start a new classifier instead of continuing")
-    t.add_argument("--ne", type=int, default=30, help="max epochs (early stopping on grouped validation)")
+    t.add_argument("--ne", type=int, default=None,
+                   help="max epochs (default: the recipe's: 30 with early stopping on grouped validation; antrax: 5)")
     t.add_argument("--arch", default=None, choices=["tagnet", "small", "wide", "large", "MobileNetV2", "custom"],
                    help="CNN architecture (default: the recipe's, tagnet; anTraX's default was small)")
     t.add_argument("--modelfile", help="Keras JSON model for --arch custom")
@@ -255,9 +314,37 @@ def main(argv: list[str] | None = None) -> int:
     args.snakemake_args = extra
     try:
         return args.func(args)
-    except (AntraxFormatError, ValueError) as exc:
-        print(f"antrax-pipe: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("antrax-pipe: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    except USER_ERRORS as exc:
+        print(f"antrax-pipe: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a bug: one line here, the traceback in a log file
+        log = _crash_log(args)
+        print(f"antrax-pipe: internal error: {_one_line(exc)} (details: {log})", file=sys.stderr)
+        return 3
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if str(exc) else f"{type(exc).__name__}"
+
+
+def _crash_log(args) -> Path:
+    """Write the traceback of an unexpected error to ``<workdir>/logs/antrax-pipe-error.log`` (or the temp dir)."""
+    import tempfile
+
+    base = Path(getattr(args, "workdir", "") or tempfile.gettempdir()).absolute()
+    path = base / "logs" / "antrax-pipe-error.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(traceback.format_exc(), encoding="utf-8")
+    except OSError:
+        path = Path(tempfile.gettempdir()) / "antrax-pipe-error.log"
+        path.write_text(traceback.format_exc(), encoding="utf-8")
+    logging.getLogger("antrax_pipe.cli").debug("traceback written to %s", path)
+    return path
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ LAYERS: dict[str, int] = {
     # L5: the stage functions the workflow scripts call
     "stages": 5,
     # L6: user interfaces on top
-    "cli": 6, "app": 6,
+    "cli": 6, "runner": 6, "app": 6,
 }
 #: Third-party modules a function may import lazily (heavy, or not needed by every caller).
 DEFERRABLE = ("tensorflow", "keras", "cv2", "matplotlib")
