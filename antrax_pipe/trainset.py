@@ -25,11 +25,13 @@ from .io.examples import (
     list_examples,
     png_bytes,
     read_example_image,
+    safe_example_target,
     same_pixels,
     scan_examples_dir,
 )
 from .io.experiment import resolve_classdir
 from .io.labels import read_labels
+from .io.locking import file_lock
 from .io.manifest import MANIFEST_NAME, Manifest, manifest_of, read_manifest, write_manifest
 from .model import ExportConflictError, PreprocessSpec, TrackletName, TrainsetError
 from .preprocess import preprocess
@@ -239,55 +241,74 @@ def export_frame_numbers(tracklet: str, n_images: int, movie_first_frame: int | 
         return list(range(first, first + n_images)), "absolute"
     return list(range(first, first + n_images)), "movie"
 
+#: Lock file of a classifier folder's trainset (``examples/`` and the manifest), next to ``examples/``.
+EXPORT_LOCK_NAME = ".export.lock"
+
+
+def export_lock(classdir: str | os.PathLike):
+    """The inter-process lock of a classdir's trainset (:func:`antrax_pipe.io.locking.file_lock` on
+    ``<classdir>/.export.lock``): hold it around :func:`export_images` + :func:`refresh_manifest` so the
+    already-exported check, the writes and the manifest are one step for every app and export on the experiment.
+    Re-entrant: both functions take it themselves too."""
+    return file_lock(Path(classdir) / EXPORT_LOCK_NAME)
+
+
 def export_images(examples_dir: Path, experiment: str, tracklet: str, label: str, images: np.ndarray,
                   numbers: Sequence[int]) -> tuple[list[str], list[str]]:
     """Write ``images`` (N, H, W, 3, white background) to ``examples_dir/<label>/`` under anTraX's names; returns
     (written, skipped) file names.
 
-    Checked before anything is written (:class:`ExportConflictError` otherwise): a file of the same name with
-    *different* pixels is never overwritten, and the same images already exported under another label are refused
-    (one image in two classes spoils training). Identical existing files are skipped.
+    Runs under the trainset's inter-process lock (:func:`export_lock`), re-reading the trainset under it, so two
+    processes exporting one tracklet under two labels at once cannot both succeed. Checked before anything is written
+    (:class:`ExportConflictError` otherwise): every target stays inside the classifier folder (no symbolic link
+    followed out of it, none written through), a file of the same name with *different* pixels is never overwritten,
+    and the same images already exported under another label are refused (one image in two classes spoils
+    training). Identical existing files are skipped.
     """
-    ldir = examples_dir / label
-    other = [k for k in existing_exports(examples_dir, experiment, tracklet) if k != label]
+    examples_dir = Path(examples_dir)
     names = [example_name(experiment, tracklet, n) for n in numbers]
-    clash = [f"{k}/{n}" for n in names for k in other if (examples_dir / k / n).exists()]
-    if clash:
-        raise ExportConflictError(
-            f"tracklet {tracklet} is already exported under another label: {', '.join(clash[:3])}"
-            f"{' …' if len(clash) > 3 else ''} in {examples_dir}; remove those files first if the label was wrong")
-    todo, skipped = [], []
-    for image, name in zip(images, names):
-        data = png_bytes(image)
-        target = ldir / name
-        if target.exists():
-            if same_pixels(target, image, data):
-                skipped.append(name)
-                continue
-            raise ExportConflictError(f"{target} exists with different content; refusing to overwrite it "
-                                      f"(nothing was exported)")
-        todo.append((target, data))
-    for target, data in todo:
-        atomic_write_bytes(target, data)
-    return [t.name for t, _ in todo], skipped
+    with export_lock(examples_dir.parent):
+        targets = [safe_example_target(examples_dir, label, name) for name in names]
+        other = [k for k in existing_exports(examples_dir, experiment, tracklet) if k != label]
+        clash = [f"{k}/{n}" for n in names for k in other if (examples_dir / k / n).exists()]
+        if clash:
+            raise ExportConflictError(
+                f"tracklet {tracklet} is already exported under another label: {', '.join(clash[:3])}"
+                f"{' …' if len(clash) > 3 else ''} in {examples_dir}; remove those files first if the label was wrong")
+        todo, skipped = [], []
+        for image, name, target in zip(images, names, targets):
+            data = png_bytes(image)
+            if target.exists():
+                if same_pixels(target, image, data):
+                    skipped.append(name)
+                    continue
+                raise ExportConflictError(f"{target} exists with different content; refusing to overwrite it "
+                                          f"(nothing was exported)")
+            todo.append((target, data))
+        for target, data in todo:
+            atomic_write_bytes(target, data)
+        return [t.name for t, _ in todo], skipped
 
 def refresh_manifest(classdir: Path) -> str | None:
     """Update ``<classdir>/trainset_manifest.tsv`` after an export: keep entries whose file still exists, hash only
-    new files (a trainset can hold tens of thousands of images). Returns its path, or None if the trainset cannot be
-    listed (the export itself has succeeded; the workflow rebuilds the manifest anyway)."""
+    new files (a trainset can hold tens of thousands of images). Runs under the trainset's lock (:func:`export_lock`),
+    so it lists the trainset as the last export left it. Returns its path, or None if the trainset cannot be listed
+    (the export itself has succeeded; the workflow rebuilds the manifest anyway)."""
+    classdir = Path(classdir)
     path = classdir / MANIFEST_NAME
     try:
-        examples = list_examples(classdir)
-        old: dict = {}
-        if path.is_file():
-            try:
-                old = {e.path: e for e in read_manifest(path).entries}
-            except (TrainsetError, KeyError, ValueError) as exc:
-                log.warning("%s: unreadable, rebuilt from scratch (%s)", path, exc)
-        rel = {ex.path.relative_to(classdir).as_posix(): ex for ex in examples}
-        kept = [old[p] for p in rel if p in old]
-        new = manifest_of([ex for p, ex in rel.items() if p not in old], classdir).entries
-        write_manifest(path, Manifest(tuple(sorted(kept + list(new), key=lambda e: e.path))))
+        with export_lock(classdir):
+            examples = list_examples(classdir)
+            old: dict = {}
+            if path.is_file():
+                try:
+                    old = {e.path: e for e in read_manifest(path).entries}
+                except (TrainsetError, KeyError, ValueError) as exc:
+                    log.warning("%s: unreadable, rebuilt from scratch (%s)", path, exc)
+            rel = {ex.path.relative_to(classdir).as_posix(): ex for ex in examples}
+            kept = [old[p] for p in rel if p in old]
+            new = manifest_of([ex for p, ex in rel.items() if p not in old], classdir).entries
+            write_manifest(path, Manifest(tuple(sorted(kept + list(new), key=lambda e: e.path))))
         return str(path)
     except (TrainsetError, OSError) as exc:
         log.warning("%s: manifest not updated (%s)", path, exc)

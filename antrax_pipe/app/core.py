@@ -3,7 +3,9 @@
 What anTraX's MATLAB app ``validate_classifications`` did with its rough edges fixed: autoIDs
 are matched by tracklet name (not by row position), marks are saved at once to ``classifier/validation.csv``, the
 display and the export use the same white background, 0/0 rates show as n/a, an export never overwrites a different
-file, and every request is checked (movie, tracklet, label, frame indices) before anything is read or written.
+file nor writes through a symbolic link out of the classifier folder, marks and exports are locked against other
+processes (two apps open on one experiment lose nothing), and every request is checked (movie, tracklet, label, frame
+indices) before anything is read or written.
 
 Tracklets are read lazily: a movie's index (tracklet names, image counts from HDF5 metadata) is built on first use,
 and images are read one tracklet at a time when asked for.
@@ -28,10 +30,24 @@ from ..io.examples import existing_exports, png_bytes
 from ..io.experiment import load_experiment, read_movies_info, select_movies
 from ..io.images import EmptyTrackletError, ImagesFile
 from ..io.labels import read_labels
+from ..io.locking import LockTimeoutError
 from ..io.marks import ValidationFile
-from ..model import MARKS, AntraxFormatError, AutoID, ExportConflictError, LabelSet, MovieImages, TrackletName
+from ..model import (
+    MARKS,
+    AntraxFormatError,
+    AutoID,
+    ExportConflictError,
+    LabelSet,
+    MovieImages,
+    TrackletName,
+)
 from ..stats import label_kind, validation_stats
-from ..trainset import export_frame_numbers, export_images, refresh_manifest
+from ..trainset import (
+    export_frame_numbers,
+    export_images,
+    export_lock,
+    refresh_manifest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +108,6 @@ class TrainsetApp:
         self.validation = ValidationFile(self.classdir / "validation.csv")
         self.first_frames, self.frame_warning = self._movie_first_frames()
         self._lock = threading.RLock()
-        self._export_lock = threading.Lock()
         self._index: dict[int, dict[str, TrackletRef]] = {}
         self._autoids: dict[int, tuple[float, dict[str, AutoID]]] = {}
 
@@ -344,15 +359,20 @@ class TrainsetApp:
         nums, mode = self.frame_numbers(ref)
         images = self.read_images(ref)
         ldir = self.examples_dir / lab
-        with self._export_lock:
-            try:
+        try:
+            # one inter-process lock over the check, the writes and the manifest: another app (another process)
+            # exporting this tracklet under another label at the same moment gets the 409, not a second copy
+            with export_lock(self.classdir):
                 written, skipped = export_images(self.examples_dir, self.experiment.name, ref.name, lab,
                                                  images[idx], [nums[i] for i in idx])
-            except ExportConflictError as exc:
-                raise AppError(409, str(exc)) from None
-            manifest = refresh_manifest(self.classdir) if written else None
+                manifest = refresh_manifest(self.classdir) if written else None
+                exported = self.existing_exports(ref)
+        except ExportConflictError as exc:
+            raise AppError(409, str(exc)) from None
+        except LockTimeoutError as exc:
+            raise AppError(503, str(exc)) from None
         return {"label": lab, "dir": str(ldir), "written": written, "skipped": skipped,
-                "frame_mode": mode, "manifest": manifest, "exported": self.existing_exports(ref)}
+                "frame_mode": mode, "manifest": manifest, "exported": exported}
 
     # ---------------------------------------------------------------------------------------------------------------
     # Validation marks and stats
@@ -363,7 +383,7 @@ class TrainsetApp:
         ref = self.tracklet_ref(movie, tracklet)
         a = self.autoids(ref.movie).get(ref.name)
         if mark is None:
-            self.validation.set(ref.name, None)
+            self._set_mark(ref.name, None)
             return {"tracklet": ref.name, "mark": ""}
         if mark not in MARKS:
             raise AppError(400, f"mark must be one of {', '.join(MARKS)} (or null to remove), got {mark!r}")
@@ -376,8 +396,15 @@ class TrainsetApp:
         if mark not in allowed:
             raise AppError(409, f"mark {mark!r} does not apply to autoID {a.label!r} of {ref.name} (allowed: "
                                 f"{', '.join(allowed) or 'none — only IDs and non-ant labels are validated'})")
-        row = self.validation.set(ref.name, str(mark), {"movie": ref.movie, "autoID": a.label, "n_frames": ref.n_images})
+        row = self._set_mark(ref.name, str(mark), {"movie": ref.movie, "autoID": a.label, "n_frames": ref.n_images})
         return {"tracklet": ref.name, "mark": row["mark"] if row else ""}
+
+    def _set_mark(self, tracklet: str, mark: str | None, fields: dict | None = None) -> dict | None:
+        """:meth:`ValidationFile.set` (locked against other processes); a lock held too long is a 503, not a 500."""
+        try:
+            return self.validation.set(tracklet, mark, fields)
+        except LockTimeoutError as exc:
+            raise AppError(503, str(exc)) from None
 
     def stats(self, movie: object = None, autoid: str | None = None) -> dict:
         """anTraX's running counters (spec §12): over all marks of the session (validation.csv), and the assignment

@@ -1,10 +1,19 @@
 """HTTP front of the extract-trainset app: Python's stdlib server, bound to 127.0.0.1, JSON API + three static files.
 
 Only loopback clients are served, and only requests whose ``Host`` is a loopback name (127.0.0.1, localhost, [::1];
-any port, so an ssh tunnel works), so a web page elsewhere cannot reach it through DNS rebinding. Writes are POSTs with a JSON body, which a foreign page
-cannot send without a CORS preflight that this server never answers, so no other site can export or mark.
+any port, so an ssh tunnel works), so a web page elsewhere cannot reach it through DNS rebinding. Writes are POSTs with
+a JSON body, and every POST is refused (403) unless its ``Origin`` is absent or this app's own (a loopback name and the
+server's or the ``Host``'s port) and its ``Sec-Fetch-Site`` is absent, ``same-origin`` or ``none``: no other site, and
+no other local web server's page, can export or mark, even where a browser would send a cross-site JSON POST.
 
-API (all answers JSON, errors as ``{"error": "..."}`` with a 4xx status):
+Requests are read with bounds: a POST needs a ``Content-Length`` (absent: 411; negative, not a number, conflicting,
+or with ``Transfer-Encoding``: 400; over :data:`MAX_BODY`: 413), a body shorter than announced times out after
+:attr:`AppHandler.timeout` seconds (408) instead of holding a thread forever, and a body that is not a flat JSON
+object (bad JSON, nested deeper than :data:`MAX_JSON_DEPTH`, too deep for the parser) is a 400. Every error answer,
+including those the stdlib server makes itself (bad request line, unsupported method), is one JSON line
+``{"error": "...", "status": N}``; only a real bug (500) logs a traceback, and a client that hangs up is no error.
+
+API (all answers JSON, errors as ``{"error": "...", "status": N}`` with a 4xx status):
 
 - ``GET  /api/info`` — experiment, labels, movies, default seed
 - ``GET  /api/pool?movie=1|all&autoid=PB&seed=7`` — tracklets in a seeded random order
@@ -20,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -39,7 +49,18 @@ STATIC_FILES: dict[str, tuple[str, str]] = {
 }
 GET_APIS: tuple[str, ...] = ("/api/info", "/api/pool", "/api/tracklet", "/api/frames", "/api/stats", "/api/image")
 MAX_BODY = 1 << 20
+#: Deepest nesting of a POST body (``{"frames": [..]}`` is 2); deeper bodies are refused before any lookup.
+MAX_JSON_DEPTH = 8
+#: Longest error message sent back (a huge value echoed in a message is cut).
+MAX_ERROR_CHARS = 2000
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+#: ``Sec-Fetch-Site`` values a write is accepted with (the app's own page sends ``same-origin``).
+FETCH_SITES_OK = ("same-origin", "none")
+#: Errors of a client that went away or stalled: the connection is closed, nothing is logged as a failure.
+CLIENT_GONE = (ConnectionError, TimeoutError)
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,12}")
+#: Slowest client (bytes/s) an answer is still sent to in full: a send may take ``timeout + size / MIN_SEND_RATE`` s.
+MIN_SEND_RATE = 32_000
 
 
 def static_file(name: str) -> bytes:
@@ -61,15 +82,28 @@ class AppServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         return f"http://{host}:{port}/"
 
+    def handle_error(self, request, client_address) -> None:
+        """An exception that escaped a handler: a client that hung up or stalled is routine (debug log); anything
+        else is a bug and is logged once with its traceback (the stdlib would print it to stderr)."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, CLIENT_GONE):
+            log.debug("client %s: connection dropped (%s)", client_address, exc)
+        else:
+            log.error("request from %s failed", client_address, exc_info=exc)
+
 
 class AppHandler(BaseHTTPRequestHandler):
     server: AppServer
     server_version = "antrax-pipe-app"
     protocol_version = "HTTP/1.1"
+    #: Socket timeout (s) of every read and write: a client that announces more body than it sends, or stops
+    #: reading, frees its thread after this long instead of never.
+    timeout = 10
+    _close_after = False
 
     # -- plumbing -------------------------------------------------------------------------------------------------
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 (stdlib signature)
+    def log_message(self, format: str, *args) -> None:
         if not self.server.quiet:
             super().log_message(format, *args)
 
@@ -81,23 +115,79 @@ class AppHandler(BaseHTTPRequestHandler):
         self.send_header("X-Content-Type-Options", "nosniff")
         for k, v in (extra or {}).items():
             self.send_header(k, v)
+        if self._close_after and "Connection" not in (extra or {}):
+            self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(body)
+            # a big answer (all frames of a long tracklet) over a slow ssh tunnel may take longer than the socket
+            # timeout; allow at least MIN_SEND_RATE, then restore the timeout for the next request
+            if self.timeout is not None:
+                self.connection.settimeout(self.timeout + len(body) / MIN_SEND_RATE)
+            try:
+                self.wfile.write(body)
+            finally:
+                if self.timeout is not None:
+                    self.connection.settimeout(self.timeout)
 
     def _json(self, status: int, obj: object, extra: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(obj, allow_nan=False).encode("utf-8"), "application/json; charset=utf-8", extra)
 
     def _error(self, status: int, message: str) -> None:
         # a refused POST may leave its body unread: close rather than parse it as the next request of this connection
-        extra = {"Connection": "close"} if self.command == "POST" else None
+        extra = {"Connection": "close"} if self.command == "POST" or status >= 500 else None
+        if len(message) > MAX_ERROR_CHARS:
+            message = message[:MAX_ERROR_CHARS] + " …"
         self._json(status, {"error": message, "status": status}, extra)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Errors the stdlib answers itself (bad request line, too long a header, unsupported method): JSON too, and
+        the connection is closed (what is left of the request cannot be trusted)."""
+        self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # a request line the stdlib could not parse: answer with a status line
+            self.request_version = "HTTP/1.0"
+        text = message or self.responses.get(code, ("error",))[0]
+        try:
+            self._json(code, {"error": f"{text}{f' ({explain})' if explain else ''}", "status": code},
+                       {"Connection": "close"})
+        except CLIENT_GONE:
+            pass
 
     def _host_ok(self) -> bool:
         """Loopback client, and a loopback name in ``Host`` (any port: an ssh tunnel may forward another one)."""
         host = self.headers.get("Host", "")
         name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
         return name in LOOPBACK_NAMES and self.client_address[0] in ("127.0.0.1", "::1")
+
+    @staticmethod
+    def _port_of(netloc_url: str) -> int | None:
+        u = urlsplit(netloc_url)
+        try:
+            return u.port or 80
+        except ValueError:
+            return None
+
+    def _write_ok(self) -> None:
+        """Refuse (403) a write another web page could have sent: ``Origin`` must be absent or this app's own (http,
+        a loopback name, the server's port or the port the ``Host`` names — an ssh tunnel's); ``Sec-Fetch-Site``
+        absent, ``same-origin`` or ``none`` (typed or bookmarked)."""
+        origins = self.headers.get_all("Origin") or []
+        if len(origins) > 1:
+            raise AppError(403, "cross-origin write refused: more than one Origin header")
+        if origins:
+            origin = origins[0].strip()
+            u = urlsplit(origin)
+            ports = {self.server.server_address[1], self._port_of("//" + self.headers.get("Host", ""))}
+            host = f"[{u.hostname}]" if u.hostname and ":" in u.hostname else u.hostname
+            if (u.scheme != "http" or host not in LOOPBACK_NAMES or self._port_of(origin) not in ports
+                    or u.username is not None or u.path not in ("", "/") or u.query or u.fragment):
+                raise AppError(403, f"cross-origin write refused: Origin {origin!r} is not this app "
+                                    f"({self.server.url.rstrip('/')}); exports and marks are only accepted from the "
+                                    f"app's own page")
+        site = self.headers.get("Sec-Fetch-Site")
+        if site is not None and site.strip().lower() not in FETCH_SITES_OK:
+            raise AppError(403, f"cross-site write refused: Sec-Fetch-Site {site!r} (accepted: absent, "
+                                f"{', '.join(FETCH_SITES_OK)}); exports and marks are only accepted from the app's own "
+                                f"page")
 
     def _dispatch(self, fn) -> None:
         try:
@@ -109,20 +199,39 @@ class AppHandler(BaseHTTPRequestHandler):
             self._error(exc.status, exc.message)
         except AntraxFormatError as exc:
             self._error(422, str(exc))
+        except CLIENT_GONE as exc:  # the client hung up or stalled mid-answer: nobody to answer, nothing broken
+            log.debug("%s %s: client gone (%s)", self.command, self.path, exc)
+            self.close_connection = True
         except Exception as exc:  # a bug must not kill the server; the user sees the message
             log.exception("%s %s failed", self.command, self.path)
-            self._error(500, f"internal error: {type(exc).__name__}: {exc}")
+            try:
+                self._error(500, f"internal error: {type(exc).__name__}: {exc}")
+            except CLIENT_GONE:
+                self.close_connection = True
 
     # -- verbs ----------------------------------------------------------------------------------------------------
 
-    def do_GET(self) -> None:  # noqa: N802 (stdlib name)
+    def do_GET(self) -> None:
+        # a GET/HEAD carrying a body is answered, but its body is never read: close rather than parse it as the next
+        # request of this connection
+        self._close_after = (self.headers.get("Content-Length", "0").strip() not in ("", "0")
+                             or "Transfer-Encoding" in self.headers)
         self._dispatch(self._get)
 
-    def do_HEAD(self) -> None:  # noqa: N802
-        self._dispatch(self._get)
+    def do_HEAD(self) -> None:
+        self.do_GET()
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._dispatch(self._post)
+
+    def _not_allowed(self) -> None:
+        self._close_after = True
+        self._dispatch(self._refuse_method)
+
+    def _refuse_method(self) -> None:
+        raise AppError(405, f"{self.command} is not supported (GET reads, POST with a JSON body writes)")
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
 
     def _get(self) -> None:
         url = urlsplit(self.path)
@@ -146,27 +255,52 @@ class AppHandler(BaseHTTPRequestHandler):
             raise AppError(404, f"no such page or API: {url.path}")
         self._json(200, routes[url.path]())
 
+    def _content_length(self) -> int:
+        """The announced body size: present, one value, a non-negative decimal integer, at most MAX_BODY."""
+        if "Transfer-Encoding" in self.headers:
+            raise AppError(400, "Transfer-Encoding is not supported: send the JSON body with a Content-Length")
+        values = self.headers.get_all("Content-Length") or []
+        if not values:
+            raise AppError(411, "a POST needs a Content-Length header (the size of its JSON body in bytes)")
+        if len({v.strip() for v in values}) > 1:
+            raise AppError(400, f"conflicting Content-Length headers: {', '.join(map(repr, values))}")
+        raw = values[0].strip()
+        if not _CONTENT_LENGTH.fullmatch(raw):
+            raise AppError(400, f"bad Content-Length {raw[:40]!r}: expected a non-negative number of bytes")
+        n = int(raw)
+        if n > MAX_BODY:
+            raise AppError(413, f"request body too large ({n} bytes; at most {MAX_BODY})")
+        return n
+
     def _body(self) -> dict:
+        n = self._content_length()
         ctype = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if ctype != "application/json":
             raise AppError(415, "POST bodies must be JSON (Content-Type: application/json)")
         try:
-            n = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
-            raise AppError(400, "bad Content-Length") from None
-        if n > MAX_BODY:
-            raise AppError(413, f"request body too large ({n} bytes)")
+            data = self.rfile.read(n)
+        except TimeoutError:
+            raise AppError(408, f"request body incomplete: fewer than the {n} bytes announced by Content-Length "
+                                f"arrived within {self.timeout} s") from None
+        if len(data) < n:
+            raise AppError(400, f"request body incomplete: {len(data)} of the {n} bytes announced by "
+                                f"Content-Length arrived before the client closed")
         try:
-            body = json.loads(self.rfile.read(n) or b"{}")
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            body = json.loads(data.decode("utf-8")) if data.strip() else {}
+        except RecursionError:
+            raise AppError(400, "request body is nested too deeply to be read") from None
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, too long an integer
             raise AppError(400, f"request body is not valid JSON ({exc})") from None
         if not isinstance(body, dict):
             raise AppError(400, "request body must be a JSON object")
+        if json_depth(body) > MAX_JSON_DEPTH:
+            raise AppError(400, f"request body is nested deeper than {MAX_JSON_DEPTH} levels")
         return body
 
     def _post(self) -> None:
         url = urlsplit(self.path)
         app = self.server.app
+        self._write_ok()
         if url.path not in ("/api/export", "/api/mark"):
             readonly = url.path in GET_APIS or url.path in STATIC_FILES
             raise AppError(405 if readonly else 404, f"no POST API at {url.path}")
@@ -182,6 +316,19 @@ class AppHandler(BaseHTTPRequestHandler):
             if "mark" not in b:
                 raise AppError(400, "missing 'mark' in the request body (null removes the mark)")
             self._json(200, app.mark(b["movie"], b["tracklet"], b["mark"]))
+
+
+def json_depth(obj: object) -> int:
+    """Nesting depth of parsed JSON (a scalar is 0, ``{}`` is 1), computed without recursion."""
+    depth, stack = 0, [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        if isinstance(o, dict):
+            o = list(o.values())
+        if isinstance(o, list):
+            depth = max(depth, d)
+            stack.extend((x, d + 1) for x in o)
+    return depth
 
 
 def make_server(app: TrainsetApp, port: int = 0, quiet: bool = True) -> AppServer:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..model import TrainsetError
+from ..model import ExportConflictError, TrainsetError
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,30 @@ def read_example_image(path: str | os.PathLike) -> np.ndarray:
 def example_name(experiment: str, tracklet: str, frame: int) -> str:
     """anTraX's example file name ``<expname>.<tracklet>.<frame>.png`` (frame: absolute experiment frame)."""
     return f"{experiment}.{tracklet}.{frame}.png"
+
+
+def safe_example_target(examples_dir: str | os.PathLike, label: str, name: str) -> Path:
+    """``examples_dir/<label>/<name>`` for writing, refused (:class:`ExportConflictError` naming the path) unless it
+    stays inside the classifier folder (``examples_dir``'s parent).
+
+    A symbolic link is never followed out of the tree: ``examples/``, ``examples/<label>`` and the file must resolve
+    inside the classifier folder (links within it are fine), and the file itself must not be a link (a write would go
+    wherever it points). ``label`` and ``name`` must be single path components."""
+    ex = Path(examples_dir)
+    for part, what in ((label, "label"), (name, "file name")):
+        if not part or part in (".", "..") or any(c in part for c in "/\\\0"):
+            raise ExportConflictError(f"{what} {part!r} cannot be used as a path component under {ex}")
+    root = ex.parent.resolve()
+    target = ex / label / name
+    for p in (ex, ex / label, target):
+        resolved = p.resolve()
+        if resolved != root and root not in resolved.parents:
+            raise ExportConflictError(f"{p} resolves to {resolved}, outside the classifier folder {root} (a symbolic "
+                                      f"link); refusing to write there (nothing was exported)")
+    if target.is_symlink():
+        raise ExportConflictError(f"{target} is a symbolic link (to {os.readlink(target)}); refusing to write "
+                                  f"through it (nothing was exported)")
+    return target
 
 
 def existing_exports(examples_dir: str | os.PathLike, experiment: str, tracklet: str) -> dict[str, int]:

@@ -5,9 +5,11 @@ written at once. Format: comma CSV, header ``tracklet,movie,autoID,mark,n_frames
 (re-marking replaces the row in place). This module is the one reader (:func:`read_validation_rows`, and
 :func:`load_validation_marks` on top of it for tables) and the one writer (:class:`ValidationFile`).
 
-Each change re-reads the file and rewrites it atomically (temp file + rename), so a crash never leaves a half file and
-marks written by another process in the meantime are kept. A file that cannot be parsed is never rewritten: the
-error names it, and the user decides.
+Each change takes an inter-process lock (``flock`` on ``.validation.csv.lock`` next to the file,
+:mod:`antrax_pipe.io.locking`), re-reads the file under it, changes one row and rewrites the file atomically (temp
+file + rename) before unlocking: two apps marking into the same file at once never lose each other's marks, and a
+crash never leaves a half file. Readers need no lock (they always see a whole file). A file that cannot be parsed is
+never rewritten: the error names it, and the user decides.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import pandas as pd
 
 from ..model import MARKS, AntraxFormatError, TrackletName
 from .atomic import atomic_write_text
+from .locking import locked_for
 
 #: Columns of the marks table the report and statistics use.
 MARK_COLUMNS: tuple[str, ...] = ("tracklet", "autoID", "mark", "n_frames")
@@ -75,7 +78,8 @@ def format_validation(columns: list[str], rows: list[dict[str, str]]) -> str:
 
 
 class ValidationFile:
-    """Marks of one experiment session; thread-safe within the process, read-modify-write through the file."""
+    """Marks of one experiment session. :meth:`set` is lock → re-read → modify → atomic write → unlock, with an
+    inter-process file lock, so concurrent writers (threads or other processes) never lose a mark."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -92,9 +96,8 @@ class ValidationFile:
         Returns the row written (None when removed)."""
         if mark is not None and mark not in MARKS:
             raise ValueError(f"unknown mark {mark!r}; expected one of {', '.join(MARKS)}")
-        with self._lock:
+        with self._lock, locked_for(self.path):
             columns, rows = read_validation_rows(self.path)
-            rows = [r for r in rows]
             pos = next((i for i, r in enumerate(rows) if r["tracklet"] == tracklet), None)
             new = None
             if mark is None:
