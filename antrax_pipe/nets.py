@@ -32,8 +32,6 @@ _BLOCKS: dict[str, tuple[int, ...]] = {
 _TAGNET_WIDTHS: tuple[int, ...] = (32, 64, 128, 128)
 
 
-
-
 def min_target_size(arch: str) -> int:
     """Smallest input side for which each block still has ≥1 pixel (s → floor((s−2)/2) per block)."""
     blocks = _BLOCKS[arch]
@@ -51,11 +49,15 @@ def build_model(
     normalize: bool = True,
     dropout: float = 0.25,
     bn_momentum: float = 0.99,
+    weights: str | Path | None = None,
 ):
     """A new, uncompiled ``keras.Model`` with input (T, T, 3) float 0–255 and a softmax over ``n_classes``.
 
-    ``arch``: ``small`` | ``wide`` | ``large`` (anTraX's Sequential CNNs), ``MobileNetV2`` (``modelfile`` = optional
-    local ImageNet weights file, else random init and fully trainable; with weights the base is frozen, as in anTraX),
+    ``arch``: ``small`` | ``wide`` | ``large`` (anTraX's Sequential CNNs), ``MobileNetV2`` (``weights``: ``'imagenet'``
+    = Keras' ImageNet weights, downloaded once into ``~/.keras/models`` on a connected machine; a path = a local
+    weights file of the base, e.g. that download copied to an offline machine; None = random init, fully trainable
+    — ``modelfile`` is taken as the weights file when ``weights`` is None, as before; with weights the base is
+    frozen, as in anTraX; see :func:`_mobilenet`),
     ``custom`` (``modelfile`` = Keras model JSON), ``tagnet`` (ours, the default recipe's: conv-BN-ReLU-maxpool
     blocks of 32/64/128/128 filters, flatten, dropout, dense; 4× fewer parameters than ``small`` at T=48 and a better
     held-out accuracy, see ``bench/results/accuracy_notes.md``). For anTraX compatibility an ``arch`` that is a path
@@ -77,32 +79,71 @@ def build_model(
         return _custom_model(modelfile, n_classes, target_size)
 
     if arch == "MobileNetV2":
-        return _mobilenet(n_classes, target_size, modelfile, normalize)
+        return _mobilenet(n_classes, target_size, weights if weights is not None else modelfile, normalize)
     if arch == "tagnet":
         return _tagnet(n_classes, target_size, normalize, dropout, bn_momentum)
     return _antrax_cnn(arch, n_classes, target_size, normalize, dropout, bn_momentum)
 
 
-def _mobilenet(n_classes: int, target_size: int, modelfile: str | Path | None, normalize: bool):
-    """MobileNetV2 base (ImageNet weights from a local file, else random init) + pooling + softmax."""
+#: MobileNetV2 input sizes with their own ImageNet weights in Keras; any other size gets the 224 px weights.
+_MOBILENET_SIZES: tuple[int, ...] = (96, 128, 160, 192, 224)
+
+
+def mobilenet_weights_url(target_size: int) -> str:
+    """Where Keras downloads the ImageNet weights of a MobileNetV2 base (no top, alpha 1.0) for this input size."""
+    rows = target_size if target_size in _MOBILENET_SIZES else 224
+    return ("https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
+            f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5")
+
+
+def _mobilenet_weights(weights: str | Path | None) -> str | None:
+    """``'imagenet'`` / None as they are; a file path checked (ModelBuildError naming what to do when it is absent)."""
+    if weights is None or str(weights).lower() in ("none", "random", ""):
+        return None
+    if str(weights).lower() == "imagenet":
+        return "imagenet"
+    path = Path(weights)
+    if not path.is_file():
+        raise ModelBuildError(
+            f"{path}: MobileNetV2 weights file not found. Pass --weights FILE with a MobileNetV2 base weights file "
+            f"(include_top=False, alpha 1.0; Keras' ImageNet file is {mobilenet_weights_url(224)}), --weights "
+            f"imagenet on a machine with network access, or --weights none for random initialisation"
+        )
+    return str(path)
+
+
+def _mobilenet_base(target_size: int, weights: str | None):
+    import keras
+
+    try:
+        return keras.applications.MobileNetV2(
+            input_shape=(target_size, target_size, 3), include_top=False, weights=weights
+        )
+    except ValueError as exc:
+        if weights not in (None, "imagenet"):
+            raise ModelBuildError(f"{weights}: not a MobileNetV2 base weights file for this model ({exc})") from exc
+        raise ModelBuildError(f"MobileNetV2 cannot be built for target size {target_size}: {exc}") from exc
+    except Exception as exc:  # keras' get_file raises a bare Exception ("URL fetch failure ...") when offline
+        if weights != "imagenet":
+            raise ModelBuildError(f"{weights}: cannot load MobileNetV2 weights from this file ({exc})") from exc
+        url = mobilenet_weights_url(target_size)
+        raise ModelBuildError(
+            f"MobileNetV2: the ImageNet weights could not be downloaded ({type(exc).__name__}: {exc}). This machine "
+            f"probably has no network access. Either run once on a connected machine (Keras keeps the file in "
+            f"~/.keras/models/), or download {url} elsewhere, copy it here and pass --weights FILE "
+            f"(or --weights none for random initialisation)"
+        ) from exc
+
+
+def _mobilenet(n_classes: int, target_size: int, weights: str | Path | None, normalize: bool):
+    """MobileNetV2 base (``'imagenet'``: Keras' ImageNet weights, downloaded unless cached; a path: a local weights
+    file of the base; None: random init) + global average pooling + softmax. With weights the base is frozen."""
     import keras
 
     if target_size < 32:
         raise ModelBuildError(f"MobileNetV2 needs a target size of at least 32 px, got {target_size}")
-    weights = None
-    if modelfile is not None:
-        weights = str(modelfile)
-        if not Path(weights).is_file():
-            raise ModelBuildError(
-                f"{weights}: MobileNetV2 weights file not found (no download is attempted; pass a local "
-                f"ImageNet weights .h5 for include_top=False, or no file for random initialisation)"
-            )
-    try:
-        base = keras.applications.MobileNetV2(
-            input_shape=(target_size, target_size, 3), include_top=False, weights=weights
-        )
-    except ValueError as exc:
-        raise ModelBuildError(f"MobileNetV2 cannot be built for target size {target_size}: {exc}") from exc
+    weights = _mobilenet_weights(weights)
+    base = _mobilenet_base(target_size, weights)
     base.trainable = weights is None
     layers = [keras.Input((target_size, target_size, 3), name="image")]
     if normalize:

@@ -199,7 +199,6 @@ def aggregate_stage(
     return Path(autoids_out)
 
 
-
 def validate_stage(classifier: str | Path, labels_file: str | Path, out: str | Path,
                    params: Mapping[str, Any], threads: int | None = None) -> Path:
     """Workflow entry point: validate one classifier (labels.csv of an experiment it classifies) → ``out``."""

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------------------------------------------------
 # Merge
 
+
 @dataclass
 class MergeReport:
     """What a merge did, per label (destination names)."""
@@ -79,6 +80,7 @@ class MergeReport:
     def __str__(self) -> str:
         return self.summary()
 
+
 def label_registry(classdir: Path) -> set[str]:
     """Labels a destination already knows: its label dirs (empty ones too: anTraX pre-creates them), a
     ``labels.csv`` in the classdir, and the session's ``parameters/labels.csv`` when the classdir sits in a session."""
@@ -91,6 +93,7 @@ def label_registry(classdir: Path) -> set[str]:
             known |= set(read_labels(f).all_labels)
     return known
 
+
 def _unique_name(ldir: Path, name: str) -> str:
     stem, suffix = os.path.splitext(name)
     k = 1
@@ -98,12 +101,14 @@ def _unique_name(ldir: Path, name: str) -> str:
         k += 1
     return f"{stem}.dup{k}{suffix}"
 
+
 def _source_examples(src: Path) -> list[Example]:
     ex_dir = examples_dir_of(src)
     scan = scan_examples_dir(ex_dir)
     if not scan.classes:
         raise TrainsetError(f"{ex_dir}: no example images to merge")
     return list_examples(src, scan.classes)
+
 
 def _check_labels(
     sources: list[tuple[Path, list[Example]]], dest: Path, allow_new_labels: bool, label_map: Mapping[str, str]
@@ -119,6 +124,7 @@ def _check_labels(
             f"or allow new labels (allow_new_labels / --allow-new-labels)."
         )
     return new
+
 
 def merge_trainsets(
     sources: Iterable[str | os.PathLike],
@@ -164,29 +170,37 @@ def merge_trainsets(
                 )
         plans.append((rep, items))
 
-    reports = []
-    for rep, items in plans:
-        for ex, lab, sha in items:
-            if sha in index:
-                if index[sha] == lab:
-                    rep.duplicates[lab] = rep.duplicates.get(lab, 0) + 1
-                else:
-                    rep.conflicts.append((str(ex.path), lab, index[sha]))
-                continue
-            ldir = dest_ex / lab
-            ldir.mkdir(parents=True, exist_ok=True)
-            name = ex.path.name
-            if (ldir / name).exists():  # different content (same content is caught by the index)
-                name = _unique_name(ldir, name)
-                rep.renamed.append((str(ex.path), name))
-            with atomic_path(ldir / name) as tmp:
-                shutil.copyfile(ex.path, tmp)
-            index[sha] = lab
-            rep.copied[lab] = rep.copied.get(lab, 0) + 1
-        for src, lab, other in rep.conflicts:
-            log.warning("%s: not merged, the same image is labelled %r in %s (here %r)", src, other, dest_ex, lab)
-        reports.append(rep)
-    return reports
+    # Every destination label dir first: a merge killed half-way and run again then finds all its labels known
+    # (copying created them one by one, and the second run refused the ones not yet created).
+    for lab in sorted({lab for _, items in plans for _, lab, _ in items}):
+        safe_example_target(dest_ex, lab, "x.png").parent.mkdir(parents=True, exist_ok=True)
+    with export_lock(dest_dir):  # an app exporting into the same trainset waits
+        return [_copy_plan(rep, items, dest_ex, index) for rep, items in plans]
+
+
+def _copy_plan(rep: MergeReport, items: list[tuple[Example, str, str]], dest_ex: Path,
+           index: dict[str, str]) -> MergeReport:
+    """Copy one source's planned examples (atomically, never over a different file), filling its report."""
+    for ex, lab, sha in items:
+        if sha in index:
+            if index[sha] == lab:
+                rep.duplicates[lab] = rep.duplicates.get(lab, 0) + 1
+            else:
+                rep.conflicts.append((str(ex.path), lab, index[sha]))
+            continue
+        ldir = dest_ex / lab
+        name = ex.path.name
+        if (ldir / name).exists():  # different content (same content is caught by the index)
+            name = _unique_name(ldir, name)
+            rep.renamed.append((str(ex.path), name))
+        with atomic_path(safe_example_target(dest_ex, lab, name)) as tmp:
+            shutil.copyfile(ex.path, tmp)
+        index[sha] = lab
+        rep.copied[lab] = rep.copied.get(lab, 0) + 1
+    for src, lab, other in rep.conflicts:
+        log.warning("%s: not merged, the same image is labelled %r in %s (here %r)", src, other, dest_ex, lab)
+    return rep
+
 
 def merge_trainset(
     source: str | os.PathLike,
@@ -208,6 +222,7 @@ def merge_trainset(
 
 # --------------------------------------------------------------------------------------------------------------------
 # Images
+
 
 def load_example_images(examples: list[Example], spec: PreprocessSpec) -> np.ndarray:
     """Read and preprocess examples → (N, T, T, 3) **uint8**.
@@ -232,6 +247,7 @@ def load_example_images(examples: list[Example], spec: PreprocessSpec) -> np.nda
 # Export of a tracklet's images into a trainset (the app's export and the review loop's export_labelled)
 # --------------------------------------------------------------------------------------------------------------------
 
+
 def export_frame_numbers(tracklet: str, n_images: int, movie_first_frame: int | None) -> tuple[list[int], str]:
     """Frame number of every image for export names: absolute ``fi[m] + mf - 1`` (anTraX), or the frame within the
     movie when movies_info.txt does not know the movie. Returns (numbers, 'absolute'|'movie')."""
@@ -240,6 +256,7 @@ def export_frame_numbers(tracklet: str, n_images: int, movie_first_frame: int | 
         first = movie_first_frame + first - 1
         return list(range(first, first + n_images)), "absolute"
     return list(range(first, first + n_images)), "movie"
+
 
 #: Lock file of a classifier folder's trainset (``examples/`` and the manifest), next to ``examples/``.
 EXPORT_LOCK_NAME = ".export.lock"
@@ -288,6 +305,7 @@ def export_images(examples_dir: Path, experiment: str, tracklet: str, label: str
         for target, data in todo:
             atomic_write_bytes(target, data)
         return [t.name for t, _ in todo], skipped
+
 
 def refresh_manifest(classdir: Path) -> str | None:
     """Update ``<classdir>/trainset_manifest.tsv`` after an export: keep entries whose file still exists, hash only

@@ -335,3 +335,37 @@ def test_trainset_module_does_not_import_tensorflow():
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_merge_killed_half_way_then_run_again_completes(real_classdir, tmp_path):
+    """A merge into a new trainset stopped after a few files (a real SIGKILL of the merging process), then the same
+    command again: it is not refused for labels "not known to the destination" and ends with every example once."""
+    import signal
+    import subprocess
+    import time
+
+    dest = tmp_path / "dest"
+    code = ("import sys, shutil, time\n"
+            "import antrax_pipe.trainset as t\n"
+            "real = shutil.copyfile\n"
+            "def slow(a, b, **k):\n"
+            "    time.sleep(0.05)\n"
+            "    return real(a, b, **k)\n"
+            "t.shutil.copyfile = slow\n"
+            f"t.merge_trainset({str(real_classdir)!r}, {str(dest)!r})\n")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.time() + 60
+    def done() -> int:  # finished examples (a killed copy leaves a hidden temp file, never an example)
+        return len([p for p in dest.glob("examples/*/*.png") if not p.name.startswith(".")])
+
+    while time.time() < deadline and done() < 5:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = done()
+    total = sum(_counts(real_classdir).values())
+    assert 0 < partial < total, "the merge was not stopped half-way (machine too slow or too fast?)"
+    report = merge_trainset(real_classdir, dest)  # no allow_new_labels: the labels were all created up front
+    assert report.n_copied + report.n_duplicates == total and report.n_duplicates == partial
+    examples = {lab: len([e for e in list_examples(dest) if e.label == lab]) for lab in _counts(real_classdir)}
+    assert examples == _counts(real_classdir)

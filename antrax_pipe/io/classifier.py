@@ -36,8 +36,6 @@ CARD_FORMAT_VERSION = 1
 _CARD_FIELDS = {f.name for f in dataclasses.fields(ClassifierCard)}
 
 
-
-
 # --------------------------------------------------------------------------------------------------------------------
 # Card <-> dict / anTraX prmtrs
 
