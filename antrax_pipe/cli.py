@@ -22,12 +22,12 @@ from .aggregation import check_classes
 from .io.classifier import read_card
 from .io.experiment import load_experiment, parse_explist, parse_movlist, resolve_classdir, select_movies
 from .io.labels import read_labels
-from .model import AntraxFormatError, ClassLabelMismatchError, ModelBuildError, TrainingError, consv_gates
+from .model import USER_ERRORS as _PROJECT_ERRORS
+from .model import AntraxFormatError, consv_gates
 from .runner import INTERRUPTED, RunActiveError, run_interruptible, run_lock, stale_snakemake_lock
 
 #: Errors the project raises on purpose: printed as one line (they name the file or input), exit status 2.
-USER_ERRORS = (AntraxFormatError, ClassLabelMismatchError, ModelBuildError, TrainingError, RunActiveError, ValueError,
-               OSError)
+USER_ERRORS = (*_PROJECT_ERRORS, RunActiveError, ValueError)
 
 
 def workflow_snakefile() -> Path:
@@ -193,6 +193,9 @@ def cmd_train(args) -> int:
         train["arch"] = args.arch
     if args.modelfile:
         train["modelfile"] = str(Path(args.modelfile).absolute())
+    if args.weights:
+        w = args.weights
+        train["weights"] = w if w.lower() in ("imagenet", "none") else str(Path(w).absolute())
     if args.aug_options:
         from .training import parse_aug_options
 
@@ -276,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--arch", default=None, choices=["tagnet", "small", "wide", "large", "MobileNetV2", "custom"],
                    help="CNN architecture (default: the recipe's, tagnet; anTraX's default was small)")
     t.add_argument("--modelfile", help="Keras JSON model for --arch custom")
+    t.add_argument("--weights", help="--arch MobileNetV2 initial weights: imagenet (default; Keras downloads them on a "
+                                     "connected machine), FILE (a local weights file, offline), or none (random)")
     t.add_argument("--target-size", type=int, default=None)
     t.add_argument("--hsymmetry", action="store_true")
     t.add_argument("--aug-options", help="k=v,... e.g. rotation_range=15,zoom_range=0.1")

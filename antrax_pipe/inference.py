@@ -34,6 +34,7 @@ import numpy as np
 from .io.atomic import atomic_path, file_sha256
 from .io.images import EmptyTrackletError, ImagesFile
 from .io.probabilities import ProbabilitiesWriter
+from .logutil import progress as console_info
 from .model import AntraxFormatError, ClassifierCard, PreprocessSpec
 from .preprocess import preprocess
 
@@ -310,10 +311,18 @@ def _reporter(name: str, total: int, index: _Index, t0: float, progress: Callabl
             progress(p)
         if now - last_log[0] >= log_every_s:
             last_log[0] = now
-            log.info("%s: %d/%d tracklets, %d images, %.0f img/s", name, p.tracklets_done, total, done,
-                     p.images_per_s)
+            console_info(log, "%s: %d/%d tracklets, %d images, %.0f img/s, ETA %s", name, p.tracklets_done, total,
+                     done, p.images_per_s, _eta(p))
 
     return report
+
+
+def _eta(p: MovieProgress) -> str:
+    """Time left, from the share of tracklets done (image counts are not known up front without reading them)."""
+    if not p.tracklets_done:
+        return "unknown"
+    left = p.elapsed_s * (p.tracklets_total - p.tracklets_done) / p.tracklets_done
+    return f"{int(left // 60)} min {int(left % 60):02d} s" if left >= 60 else f"{left:.0f} s"
 
 
 def classify_movie(
@@ -328,18 +337,21 @@ def classify_movie(
     prefetch: int = 2,
     compression: str | None = None,
     log_every_s: float = 30.0,
+    name: str | None = None,
 ) -> Path:
     """Classify every image of one movie (its ``images_<m>[_p<k>].mat`` parts, in order) → probabilities file.
 
     ``model``: a Keras model (``predict_on_batch`` is used) or any callable (n,T,T,3) float32 → (n,C). ``card``
     gives classes and preprocessing. ``prefetch`` = batches the reader thread may prepare ahead (0: no thread).
     ``compression`` (e.g. "gzip") applies to ``probs``. Empty tracklets get zero rows and a warning; a damaged
-    tracklet is an error naming file and tracklet, and then no output is written.
+    tracklet is an error naming file and tracklet, and then no output is written. ``name`` (e.g. "colonyA movie 1")
+    names the movie in log lines (default: the output file's name).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     image_files = [Path(p) for p in image_files]
     out_path = Path(out_path)
+    name = name or out_path.name
     spec = card.preprocess_spec()
     _check_model_input(model, spec)
     predict = _predictor(model)
@@ -350,12 +362,12 @@ def classify_movie(
     index, stop = _Index(), threading.Event()
     with contextlib.ExitStack() as stack:
         files, total = _open_movie(stack, image_files)
-        log.info("%s: %d tracklet(s) in %d file(s) to classify", out_path.name, total, len(files))
+        log.info("%s: %d tracklet(s) in %d file(s) to classify", name, total, len(files))
         batches, free = _batches(files, spec, batch_size, prefetch, index, stop)
         with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as h5:
             writer = ProbabilitiesWriter(h5, card.classes, compression)
             try:
-                _predict_all(batches, free, predict, writer, _reporter(out_path.name, total, index, t0, progress,
+                _predict_all(batches, free, predict, writer, _reporter(name, total, index, t0, progress,
                                                                        log_every_s))
             finally:
                 stop.set()
@@ -380,6 +392,6 @@ def classify_movie(
     p = MovieProgress(total, total, done, elapsed)
     if progress is not None:
         progress(p)
-    log.info("%s: done: %d tracklets (%d empty), %d images in %.1f s, %.0f img/s", out_path.name, total,
+    console_info(log, "%s: classified %d tracklets (%d empty), %d images in %.1f s, %.0f img/s", name, total,
              len(index.empty), done, elapsed, p.images_per_s)
     return out_path

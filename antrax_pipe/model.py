@@ -65,6 +65,12 @@ class ClassListChangedError(TrainingError):
     """Incremental training was asked for, but the trainset's classes differ from the stored model's."""
 
 
+#: What a user-facing command or job reports as one line (the message names the file or input) instead of a
+#: traceback: the project's own errors, and the operating system's (a full disk, a missing or unreadable file).
+USER_ERRORS: tuple[type[BaseException], ...] = (AntraxFormatError, ClassLabelMismatchError, ModelBuildError,
+                                                TrainingError, OSError)
+
+
 def consv_gates(consv_factor: float) -> tuple[float, float]:
     """anTraX's conservativeness factor c → (min_conf, min_conf_short) = (1 − 0.2c, 1 − 0.02c).
 

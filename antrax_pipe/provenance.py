@@ -143,3 +143,18 @@ def provenance_record(autoids: Path, probs: Path, params: Mapping[str, Any], **e
         "aggregate_job": {"environment": environment_info(), "code": code_version()},
     }
     return doc
+
+
+#: Environment variables through which a batch system hands a job its GPUs.
+_GPU_VARS = ("SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "SLURM_GPUS_ON_NODE", "CUDA_VISIBLE_DEVICES", "LSB_BIND_GPU")
+
+
+def gpu_allocation() -> str | None:
+    """What the batch system says about GPUs given to this job (e.g. ``SLURM_JOB_GPUS=0``), None when it gave none.
+
+    ``CUDA_VISIBLE_DEVICES`` empty or ``-1`` means "no GPU" and does not count."""
+    for k in _GPU_VARS:
+        v = os.environ.get(k, "").strip()
+        if v and v not in ("-1", "0") if k == "SLURM_GPUS_ON_NODE" else v and v != "-1":
+            return f"{k}={v}"
+    return None

@@ -41,12 +41,14 @@ from .io.labels import read_labels
 from .io.manifest import build_manifest, write_manifest
 from .io.probabilities import add_attribute
 from .io.review_tables import write_label_next, write_review_plan
-from .model import AntraxFormatError
+from .model import AntraxFormatError, TrainingError
+from .logutil import progress as console_info
 from .provenance import (
     JOB_RECORD_FORMAT,
     code_version,
     environment_info,
     file_stamp,
+    gpu_allocation,
     now,
     provenance_record,
 )
@@ -106,28 +108,43 @@ def _check_same_labels(sources: list[Path]) -> None:
         )
 
 
+def check_gpu(tf_info: Mapping[str, Any], require: bool = False) -> None:
+    """A job the batch system gave a GPU must use it: when TensorFlow sees none, say so loudly (the usual cause is a
+    CPU-only TensorFlow: install ``antrax-pipe[gpu]`` or use the GPU environment), or stop with ``require``."""
+    given = gpu_allocation()
+    if given is None or tf_info.get("gpus"):
+        return
+    msg = (f"this job was given a GPU ({given}) but TensorFlow sees none: it runs on the CPU, many times slower. "
+           f"Install the GPU build (pip install 'antrax-pipe[gpu]', or the workflow's GPU conda env / container)")
+    if require:
+        raise TrainingError(msg + "; stopping because classify.require_gpu is set")
+    log.warning("%s", msg)
+
+
 def train_stage(manifest: Path, model_out: Path, options: dict, threads: int | None = None) -> Path:
     """Train the classifier of ``manifest``'s classdir into ``model_out`` (incremental unless options say scratch)."""
     classdir = Path(manifest).parent
     model_out = Path(model_out)
     opts = dict(options)
     opts.pop("threads", None)
+    require_gpu = bool(opts.pop("require_gpu", False))
+    check_gpu(configure_tf(threads), require_gpu)
     card = train_classifier(
         classdir,
         name=model_out.stem,
         threads=threads,
-        progress=lambda msg: log.info("%s", msg),
+        progress=lambda msg: console_info(log, "%s", msg),
         **opts,
     )
     if not model_out.is_file():
         raise AntraxFormatError(f"{model_out}: training finished but wrote no classifier file")
-    log.info("trained %s: classes %s", model_out, ", ".join(card.classes))
+    console_info(log, "trained %s: classes %s", model_out, ", ".join(card.classes))
     return model_out
 
 
 def classify_stage(
     images: list[Path], classifier: Path, labels_file: Path, probs_out: Path, batch_size: int = 256,
-    threads: int | None = None,
+    threads: int | None = None, require_gpu: bool = False,
 ) -> Path:
     """Per-frame probabilities of one movie; stops before any work if the classifier and labels.csv disagree or an
     images file cannot be read (before TensorFlow is even imported, so a broken movie fails in a second).
@@ -146,11 +163,11 @@ def classify_stage(
             with ImagesFile(p) as f:
                 n_tracklets += len(f.tracklets)
         except (AntraxFormatError, OSError) as exc:
-            log.error("movie images cannot be read: %s", exc)
-            raise
+            raise AntraxFormatError(f"movie images cannot be read: {exc}") from exc
     log.info("%d tracklet(s) in %s", n_tracklets, ", ".join(p.name for p in images))
     tf_info = configure_tf(threads)
     log.info("TensorFlow: %s", tf_info)
+    check_gpu(tf_info, require_gpu)
     model, card = load_classifier(classifier)
     record = {
         "format": JOB_RECORD_FORMAT,
@@ -162,9 +179,17 @@ def classify_stage(
         "code": code_version(),
     }
     with atomic_path(probs_out) as tmp:
-        classify_movie(images, model, card, tmp, batch_size=batch_size, classifier_path=classifier)
+        classify_movie(images, model, card, tmp, batch_size=batch_size, classifier_path=classifier,
+                       name=movie_label(probs_out))
         add_attribute(tmp, "job_record", json.dumps(record))
     return Path(probs_out)
+
+
+def movie_label(probs: Path) -> str:
+    """"colonyA movie 1" for ``results/probs/colonyA/probs_1.h5``: how log lines name a movie."""
+    p = Path(probs)
+    m = re.match(r"probs_(\d+)", p.name)
+    return f"{p.parent.name} movie {m.group(1)}" if m else p.name
 
 
 def aggregate_stage(
@@ -190,7 +215,8 @@ def aggregate_stage(
     rows = aggregate_movie(Path(probs), read_labels(labels_file), p, frame_passed=passed)
     write_autoids(autoids_out, rows)
     n_id = sum(r.best_frame > 0 for r in rows)
-    log.info("%s: %d tracklets, %d given an ID", autoids_out, len(rows), n_id)
+    console_info(log, "%s: %d tracklets, %d given an ID → %s", movie_label(Path(probs)), len(rows), n_id,
+                 autoids_out)
     if provenance_out is not None:
         doc = provenance_record(Path(autoids_out), Path(probs), dict(params), n_tracklets=len(rows),
                                 n_identified=n_id)

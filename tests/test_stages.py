@@ -259,8 +259,8 @@ def _stage_log(path: Path, body) -> Path:
     try:
         with stage_logging(path):
             body()
-    except Exception:
-        pass
+    except SystemExit as exc:  # a known error: one line, exit status 1, no traceback on the terminal
+        assert exc.code == 1
     return path
 
 
@@ -276,14 +276,31 @@ def test_failure_reason_prefers_the_stage_error_over_the_traceback(tmp_path):
     assert failure_reason([log]) == f"movie images cannot be read: images_2.mat: truncated file (log: {log})"
 
 
-def test_failure_reason_falls_back_to_the_last_traceback_line(tmp_path, tiny_experiment):
+def test_a_failed_stage_logs_its_error_as_one_line_and_the_traceback_to_the_file(tmp_path, tiny_experiment, capfd):
     missing = tmp_path / "probs_9.h5"
     labels_file = tiny_experiment.sessiondir / "parameters" / "labels.csv"
     log = _stage_log(tmp_path / "aggregate.log",
                      lambda: aggregate_stage(missing, labels_file, tmp_path / "autoids_9.csv", {}))
     assert "Traceback" in log.read_text()
-    reason = failure_reason([log])
-    assert reason == f"antrax_pipe.model.AntraxFormatError: {missing}: probabilities file not found (log: {log})"
+    assert failure_reason([log]) == f"{missing}: probabilities file not found (log: {log})"
+    err = capfd.readouterr().err
+    assert err.strip() == f"{missing}: probabilities file not found" and "Traceback" not in err
+
+
+def test_failure_reason_falls_back_to_the_last_traceback_line(tmp_path):
+    log = tmp_path / "bug.log"  # a job killed by a bug outside the stage's own logging
+    log.write_text("Traceback (most recent call last):\n  File \"x.py\", line 1\nKeyError: 'probs'\n")
+    assert failure_reason([log]) == f"KeyError: 'probs' (log: {log})"
+
+
+def test_a_bug_in_a_stage_is_re_raised_with_its_traceback_in_the_log(tmp_path):
+    def buggy():
+        raise KeyError("probs")
+
+    with pytest.raises(KeyError):
+        with stage_logging(tmp_path / "bug.log"):
+            buggy()
+    assert "Traceback" in (tmp_path / "bug.log").read_text()
 
 
 def test_failure_reason_without_an_error(tmp_path):
@@ -332,3 +349,30 @@ def test_find_failures_names_each_movie_without_autoids(tmp_path):
         4: NOT_RUN,
     }}
     assert find_failures({"expB": experiments["expB"]}, logs) == {}
+
+
+def test_a_job_given_a_gpu_that_tensorflow_cannot_see_warns_loudly_or_stops(tmp_path, monkeypatch, capfd):
+    """No GPU can run here: the batch system's allocation is mocked with its environment variable (as SLURM sets it
+    for a job with --gpus=1), while the installed CPU TensorFlow really sees no GPU."""
+    from antrax_pipe.inference import configure_tf
+    from antrax_pipe.model import TrainingError
+    from antrax_pipe.stages import check_gpu
+
+    tf_info = configure_tf(1)
+    assert tf_info["gpus"] == []  # this machine's TensorFlow sees no GPU
+    for var in ("SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "SLURM_GPUS_ON_NODE", "CUDA_VISIBLE_DEVICES", "LSB_BIND_GPU"):
+        monkeypatch.delenv(var, raising=False)
+    with stage_logging(tmp_path / "cpu.log"):
+        check_gpu(tf_info)  # no GPU given: nothing to say
+    assert "GPU" not in (tmp_path / "cpu.log").read_text()
+
+    monkeypatch.setenv("SLURM_JOB_GPUS", "0")
+    with stage_logging(tmp_path / "gpu.log"):
+        check_gpu(tf_info)
+    assert "given a GPU (SLURM_JOB_GPUS=0) but TensorFlow sees none" in (tmp_path / "gpu.log").read_text()
+    assert "TensorFlow sees none" in capfd.readouterr().err  # on the terminal too
+    with pytest.raises(TrainingError, match="require_gpu"):
+        check_gpu(tf_info, require=True)
+    monkeypatch.setenv("SLURM_JOB_GPUS", "")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")  # "no GPU" in CUDA's words: not an allocation
+    check_gpu(tf_info, require=True)

@@ -167,7 +167,7 @@ def test_corrupt_movie_fails_alone_with_keep_going_and_report_lists_it(run):
     assert (sess / "labels" / "autoids_5.csv").is_file()  # the other new movie finished
     assert not (sess / "labels" / "autoids_4.csv").exists()
     log = (run / "results" / "logs" / "classify" / "colonyB" / "4.log").read_text()
-    line = next(ln for ln in log.splitlines() if " E antrax_pipe.stages: movie images cannot be read" in ln)
+    line = next(ln for ln in log.splitlines() if " E antrax_pipe: movie images cannot be read" in ln)
     assert "images_4.mat" in line and "truncated" in line
     report = run / "results" / "report" / "report.html"
     html = report.read_text()
