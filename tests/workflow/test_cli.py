@@ -38,7 +38,9 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def files(classdir: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(classdir)): p.read_bytes() for p in sorted(classdir.rglob("*")) if p.is_file()}
+    """The trainset's files (the hidden lock file a merge leaves next to examples/ is not content)."""
+    return {str(p.relative_to(classdir)): p.read_bytes() for p in sorted(classdir.rglob("*"))
+            if p.is_file() and not p.name.endswith(".lock")}
 
 
 # ---------------------------------------------------------------------------------------------------- merge-trainset

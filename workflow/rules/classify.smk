@@ -10,7 +10,7 @@ rule classify:
     benchmark:
         f"{RESULTS}/benchmarks/classify/{{exp}}/{{movie}}.tsv"
     conda:
-        "../envs/antrax-pipe.yaml"
+        TF_ENV
     threads: config["classify"]["threads"]
     resources:
         gpu=1,

@@ -58,7 +58,7 @@ rule validate:
     benchmark:
         f"{RESULTS}/benchmarks/validate/{{clf}}.tsv"
     conda:
-        "../envs/antrax-pipe.yaml"
+        TF_ENV
     threads: config["classify"]["threads"]
     resources:
         gpu=1,

@@ -10,7 +10,7 @@ rule train:
     benchmark:
         f"{RESULTS}/benchmarks/train/{{clf}}/{{model}}.tsv"
     conda:
-        "../envs/antrax-pipe.yaml"
+        TF_ENV
     threads: config["train"]["threads"]
     resources:
         gpu=1,
