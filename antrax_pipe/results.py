@@ -24,12 +24,12 @@ from typing import Any
 import pandas as pd
 
 from .io.atomic import atomic_write_text
-from .io.autoids import read_autoids
+from .io.autoids import autoids_classifier, read_autoids
 from .io.images import EmptyTrackletError, ImagesFile, find_movie_images
 from .io.labels import read_labels
-from .io.marks import load_validation_marks, normalise_marks
+from .io.marks import latest_marks, load_validation_marks, normalise_marks, stale_reason
 from .io.review_tables import read_label_next, read_review_plan
-from .model import AntraxFormatError, AutoID, Experiment, LabelSet, TrackletName
+from .model import AntraxFormatError, AutoID, Experiment, LabelSet, MovieImages, TrackletName
 from .stats import KIND_ID, KIND_MULTI, KIND_NONANT, KIND_OTHER, KIND_UNKNOWN, KIND_UNLISTED, KINDS, label_kind
 
 #: Column-name slug of each kind in the summary table (``tracklets_<slug>``, ``frames_<slug>``).
@@ -47,7 +47,10 @@ class SessionResult:
     ``failed_movies``: movie → error text; ``truth``: tracklet → true label; ``validation_marks``: rows of
     ``classifier/validation.csv`` (DataFrame, or mappings/dataclasses with tracklet, autoID, mark, n_frames);
     ``review_plan`` / ``label_next``: ``classifier/review_plan.csv`` and ``classifier/label_next.csv``
-    (:mod:`antrax_pipe.io.review_tables`), when they exist.
+    (:mod:`antrax_pipe.io.review_tables`), when they exist; ``classifiers``: movie → sha256 of the classifier that
+    produced its autoIDs ("" or absent: unknown), against which marks are judged current or stale; ``images``: movie →
+    its images files (for the report's blob thumbnails; empty: no thumbnails); ``expdir``: the experiment directory
+    (the report names it in the commands it suggests).
     """
 
     experiment: str
@@ -60,6 +63,9 @@ class SessionResult:
     validation_marks: pd.DataFrame | Sequence[Any] | None = None
     review_plan: pd.DataFrame | None = None
     label_next: pd.DataFrame | None = None
+    classifiers: dict[int, str] = field(default_factory=dict)
+    images: dict[int, MovieImages] = field(default_factory=dict)
+    expdir: Path | None = None
 
     @property
     def name(self) -> str:
@@ -170,13 +176,44 @@ def write_summary_tsv(sessions: Iterable[SessionResult], path: str | Path) -> Pa
 
 
 def marks_table(session: SessionResult) -> pd.DataFrame | None:
-    """The session's validation marks, one row per tracklet (the last mark wins, as re-marking in the validate app
-    moves a tracklet); a missing ``n_frames`` comes from the image counts or the tracklet name."""
+    """The session's validation marks, one row per tracklet and annotator (the last wins, as re-marking in the app
+    replaces a mark), with what each judged (autoID, classifier); a missing ``n_frames`` comes from the image counts
+    or the tracklet name. :func:`mark_status` splits them into current and stale."""
     if session.validation_marks is None:
         return None
     lookup = _frames_lookup(session)
     return normalise_marks(session.validation_marks, f"{session.name} (validation marks)",
                             lambda t: _tracklet_frames(session, None, t, lookup))
+
+
+@dataclass
+class MarkStatus:
+    """The session's marks against its current classification (:func:`mark_status`).
+
+    ``current``: one row per tracklet with a current mark (its newest); ``current_rows``: every current mark (all
+    annotators, for agreement); ``stale``: one row per marked tracklet without a current mark (its newest mark, with
+    ``reason``) — these need a re-check; ``n_stale_marks``: stale marks in all (several annotators may have one)."""
+
+    current: pd.DataFrame
+    current_rows: pd.DataFrame
+    stale: pd.DataFrame
+    n_stale_marks: int
+
+
+def mark_status(session: SessionResult, marks: pd.DataFrame, tt: pd.DataFrame) -> MarkStatus:
+    """Split a :func:`marks_table` into current and stale marks (:func:`antrax_pipe.io.marks.stale_reason`): a mark
+    is stale when the tracklet's autoID (``tt``, :func:`tracklet_table`) or the classifier of its movie
+    (``session.classifiers``) differs from what the mark judged, or the tracklet is not classified now."""
+    label = dict(zip(tt["tracklet"], tt["label"]))
+    movie = dict(zip(tt["tracklet"], tt["movie"]))
+    reasons = [stale_reason(r, label.get(r["tracklet"]), session.classifiers.get(movie.get(r["tracklet"], -1), ""))
+               for r in marks.to_dict("records")]
+    is_stale = pd.Series([r is not None for r in reasons], index=marks.index, dtype=bool)
+    current_rows = marks[~is_stale].reset_index(drop=True)
+    current = latest_marks(current_rows)
+    stale = marks[is_stale].assign(reason=[r for r in reasons if r is not None])
+    stale = latest_marks(stale[~stale["tracklet"].isin(set(current["tracklet"]))])
+    return MarkStatus(current, current_rows, stale, int(is_stale.sum()))
 
 
 def load_session_result(experiment: Experiment, movies: Iterable[int] | None = None,
@@ -215,6 +252,7 @@ def load_session_result(experiment: Experiment, movies: Iterable[int] | None = N
             n_images[m] = counts
         elif m not in autoids and m not in failed:
             n_images[m] = {}  # keeps the movie in the summary, as missing
+    classifiers = {m: autoids_classifier(experiment.autoids_file(m)) for m in autoids}
     vfile = experiment.classdir / "validation.csv"
     all_counts = {t: n for counts in n_images.values() for t, n in counts.items()}
     plan_file, next_file = experiment.classdir / "review_plan.csv", experiment.classdir / "label_next.csv"
@@ -224,4 +262,7 @@ def load_session_result(experiment: Experiment, movies: Iterable[int] | None = N
         validation_marks=load_validation_marks(vfile, all_counts) if vfile.is_file() else None,
         review_plan=read_review_plan(plan_file) if plan_file.is_file() else None,
         label_next=read_label_next(next_file) if next_file.is_file() else None,
+        classifiers={m: c for m, c in classifiers.items() if c},
+        images={m: images[m] for m in movie_list if m in images and m not in failed},
+        expdir=experiment.expdir,
     )

@@ -41,7 +41,7 @@ from .io.labels import read_labels
 from .io.probabilities import ProbabilitiesFile
 from .io.review_tables import NEXT_COLUMNS, PLAN_COLUMNS
 from .model import AntraxFormatError, LabelSet, TrackletName
-from .stats import KIND_ID, KIND_NONANT, KIND_UNKNOWN, most_confused
+from .stats import KIND_ID, KIND_NONANT, KIND_UNKNOWN, WeightedRate, most_confused, weighted_rate
 from .trainset import export_frame_numbers, export_images, refresh_manifest
 
 log = logging.getLogger(__name__)
@@ -118,6 +118,41 @@ def sampling_plan(tracklets: pd.DataFrame, n: int, seed: int = 0, experiment: st
     plan["order"] = np.arange(1, len(plan) + 1, dtype=np.int64)
     plan = plan.rename(columns={"label": "autoID", "frames": "n_frames"})
     return plan[list(PLAN_COLUMNS)].astype({"movie": "int64", "n_frames": "int64", "score": "float64"})
+
+
+#: The plan's estimates (anTraX's Table 2 way): name → (marks counted as the event, marks in the denominator).
+PLAN_ESTIMATES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "error": (("wrong",), ("correct", "wrong")),
+    "false_positive": (("ambig",), ("correct", "wrong", "ambig")),
+    "assignment": (("correct", "wrong"), ("correct", "wrong", "falseneg")),
+    "false_negative": (("falseneg",), ("falseneg", "trueneg")),
+}
+#: What each estimate means, for the app and the report.
+PLAN_DEFINITIONS: dict[str, str] = {
+    "error": "wrong ID: wrong / (correct + wrong)",
+    "false_positive": "ID that should not be: should-not-have-an-ID / (correct + wrong + should-not)",
+    "assignment": "ants given an ID: (correct + wrong) / (correct + wrong + is-an-ant), among judged ant tracklets "
+                  "(Unknown and multi tracklets are not in the plan)",
+    "false_negative": "called non-ant, is an ant: is-an-ant / (is-an-ant + not-an-ant)",
+}
+
+
+def plan_estimates(plan: pd.DataFrame, marks: Mapping[str, str]) -> dict[str, Any]:
+    """The review plan's estimates from the current marks (``marks``: tracklet → mark, one per tracklet): how many
+    planned tracklets are judged, and per estimate of :data:`PLAN_ESTIMATES` a :class:`~antrax_pipe.stats.WeightedRate`
+    with the plan's ``weight`` (stratum size ÷ drawn; 1 when the plan has none) applied — the rate of the session's
+    judgeable tracklets, as anTraX estimated error from randomly drawn points (its Table 2)."""
+    tracklets = plan["tracklet"].astype(str).tolist()
+    w = (pd.to_numeric(plan["weight"], errors="coerce").fillna(1.0).to_numpy(float) if "weight" in plan.columns
+         else np.ones(len(plan)))
+    judged = [marks.get(t, "") for t in tracklets]
+    out: dict[str, Any] = {"planned": len(tracklets), "judged": sum(bool(m) for m in judged),
+                           "strata": int(plan["stratum"].nunique()) if "stratum" in plan.columns else None,
+                           "estimates": {}}
+    for name, (event, among) in PLAN_ESTIMATES.items():
+        est: WeightedRate = weighted_rate([m in event for m in judged], [m in among for m in judged], w)
+        out["estimates"][name] = est
+    return out
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -339,3 +339,103 @@ def most_confused(confusion: Sequence[Sequence[float]], classes: Sequence[str], 
                 cells.append((a, b, int(cm[i, j]), float(cm[i, j] / rows[i])))
     cells.sort(key=lambda c: -c[2])
     return cells[:top]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Weighted estimates (a review plan's strata) and agreement between annotators
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WeightedRate:
+    """A proportion over judged tracklets drawn with (possibly) unequal probabilities: ``value`` = Σ w·event / Σ w
+    over the ``n`` tracklets in the denominator (``k`` of them with the event), with a Clopper–Pearson interval at
+    the Kish effective sample size ``n_eff`` = (Σ w)² / Σ w². Equal weights give exactly k/n and the exact interval
+    of k of n."""
+
+    value: float | None
+    ci: tuple[float, float] | None
+    k: int
+    n: int
+    n_eff: float
+    method: str = "Clopper–Pearson, Kish effective n"
+
+    def format(self) -> str:
+        """E.g. ``12.5 % (5/40 tracklets; 95 % CI 4.2–26.8 %)``, with the effective n when weights differ."""
+        if self.n == 0 or self.value is None:
+            return "n/a (n = 0)"
+        eff = "" if math.isclose(self.n_eff, self.n) else f", weighted: effective n {self.n_eff:.1f}"
+        ci = f"; 95 % CI {fmt_pct(self.ci[0])[:-2]}–{fmt_pct(self.ci[1])}" if self.ci else ""
+        return f"{fmt_pct(self.value)} ({self.k}/{self.n} tracklets{eff}{ci})"
+
+
+def weighted_rate(flags: Sequence[bool], in_denominator: Sequence[bool], weights: Sequence[float],
+                  confidence: float = 0.95) -> WeightedRate:
+    """Weighted rate of ``flags`` among the tracklets ``in_denominator`` (see :class:`WeightedRate`); ``weights``
+    are the inverse inclusion probabilities (a review plan's ``weight`` = stratum size ÷ tracklets drawn)."""
+    f = np.asarray(flags, dtype=bool)
+    d = np.asarray(in_denominator, dtype=bool)
+    w = np.asarray(weights, dtype=float)
+    if not len(f) == len(d) == len(w):
+        raise ValueError(f"weighted_rate: {len(f)} flags, {len(d)} denominator flags, {len(w)} weights")
+    if np.any(f & ~d):
+        raise ValueError("weighted_rate: a flagged tracklet is not in the denominator")
+    if np.any(~np.isfinite(w[d])) or np.any(w[d] <= 0):
+        raise ValueError("weighted_rate: weights must be finite and > 0")
+    n, k = int(d.sum()), int((f & d).sum())
+    if n == 0:
+        return WeightedRate(None, None, 0, 0, 0.0)
+    wd, yd = w[d], f[d]
+    if np.all(wd == wd[0]):  # self-weighting: exactly the unweighted estimate
+        return WeightedRate(k / n, clopper_pearson(k, n, confidence), k, n, float(n))
+    p = float(np.sum(wd * yd) / np.sum(wd))
+    n_eff = float(np.sum(wd) ** 2 / np.sum(wd**2))
+    return WeightedRate(p, clopper_pearson(min(p * n_eff, n_eff), n_eff, confidence), k, n, n_eff)
+
+
+def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> tuple[float | None, float | None]:
+    """(observed agreement, Cohen's kappa) of two annotators' marks on the same tracklets (``a[i]``, ``b[i]``);
+    kappa is None when undefined (chance agreement 1: both gave one and the same mark throughout), both None
+    without tracklets."""
+    if len(a) != len(b):
+        raise ValueError(f"cohen_kappa: {len(a)} and {len(b)} marks")
+    n = len(a)
+    if n == 0:
+        return None, None
+    po = sum(x == y for x, y in zip(a, b)) / n
+    cats = set(a) | set(b)
+    pe = sum((list(a).count(c) / n) * (list(b).count(c) / n) for c in cats)
+    return po, (None if math.isclose(pe, 1.0) else (po - pe) / (1 - pe))
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Two annotators on the tracklets both marked: ``n`` tracklets, ``agree`` with the same mark, the percent
+    agreement (with its exact interval) and Cohen's kappa (None when undefined)."""
+
+    first: str
+    second: str
+    n: int
+    agree: int
+    percent: Rate
+    kappa: float | None
+
+
+def annotator_agreement(marks: Iterable[tuple[str, str, str]]) -> list[Agreement]:
+    """From (tracklet, annotator, mark) rows: one :class:`Agreement` per pair of annotators who marked at least one
+    tracklet in common (pairs in name order). Marks without an annotator are left out."""
+    by: dict[str, dict[str, str]] = {}
+    for t, who, mark in marks:
+        if who:
+            by.setdefault(who, {})[t] = mark
+    out = []
+    names = sorted(by)
+    for i, x in enumerate(names):
+        for y in names[i + 1:]:
+            common = sorted(set(by[x]) & set(by[y]))
+            if not common:
+                continue
+            a, b = [by[x][t] for t in common], [by[y][t] for t in common]
+            agree = sum(p == q for p, q in zip(a, b))
+            out.append(Agreement(x, y, len(common), agree, tracklet_rate(agree, len(common)), cohen_kappa(a, b)[1]))
+    return out

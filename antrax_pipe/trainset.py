@@ -307,6 +307,28 @@ def export_images(examples_dir: Path, experiment: str, tracklet: str, label: str
         return [t.name for t, _ in todo], skipped
 
 
+def remove_exported(examples_dir: Path, label: str, files: Sequence[tuple[str, str]],
+                    remove_empty_dir: bool = False) -> tuple[list[str], list[str]]:
+    """Undo an export: remove the files it wrote (``files``: (name, sha256 when written)) from
+    ``examples_dir/<label>/`` under the trainset's lock. A file is removed only while it still holds what the export
+    wrote (a file changed or replaced since is kept); with ``remove_empty_dir`` the label folder goes too when the
+    export had created it and it is empty now (an empty label folder counts as a label). Returns (removed, kept)."""
+    examples_dir = Path(examples_dir)
+    removed, kept = [], []
+    with export_lock(examples_dir.parent):
+        for name, sha in files:
+            target = safe_example_target(examples_dir, label, name)
+            if target.is_file() and file_sha256(target) == sha:
+                target.unlink()
+                removed.append(name)
+            elif target.exists():
+                kept.append(name)
+        ldir = examples_dir / label
+        if remove_empty_dir and ldir.is_dir() and not any(ldir.iterdir()):
+            ldir.rmdir()
+    return removed, kept
+
+
 def refresh_manifest(classdir: Path) -> str | None:
     """Update ``<classdir>/trainset_manifest.tsv`` after an export: keep entries whose file still exists, hash only
     new files (a trainset can hold tens of thousands of images). Runs under the trainset's lock (:func:`export_lock`),

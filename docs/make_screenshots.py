@@ -1,9 +1,18 @@
-"""Screenshots of ``antrax-pipe extract-trainset`` for the README, taken in headless Chromium on a copy of the demo.
+"""Screenshots for the README, taken in headless Chromium on copies of the demo: the ``extract-trainset`` app and the
+first screen (the verdict) of the HTML report.
 
-    .venv/bin/python docs/make_screenshots.py [--chromium /usr/bin/chromium] [--out docs/screenshots]
+    .venv/bin/python docs/make_screenshots.py [--chromium /usr/bin/chromium] [--out docs/screenshots] [--only app|report]
 
-The demo experiment ``demo/experiments/colonyA`` is copied to a temporary folder (the repository is never written,
-except the PNGs); two tracklets are marked there from the demo's ground truth so the statistics panel shows numbers.
+App: the demo experiment ``demo/experiments/colonyA`` is copied to a temporary folder (the repository is never
+written, except the PNGs); two tracklets are marked there from the demo's ground truth so the statistics panel shows
+numbers.
+
+Report: both demo experiments are copied to a temporary folder and classified there without TensorFlow — from the
+per-frame probabilities of a demo run (``results/probs/<exp>/probs_<m>.h5``, aggregated with the library's
+``aggregate_movie``; its provenance records the classifier) or, without a demo run, from the demo's ground truth with
+every 7th ID tracklet given a wrong ID. The review plan and label-next list are built with the library; the judging is
+simulated from the ground truth (annotator "alice" judges the first 80 planned tracklets, "bob" the first 15 again;
+3 marks judged an earlier classifier, so they are stale). The model card is the demo run's classifier when present.
 Needs Debian's ``chromium`` and Python Playwright (``pip install -e '.[test]'``).
 """
 
@@ -11,15 +20,31 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import shutil
 import tempfile
 import threading
 from pathlib import Path
 
-import cv2
+import json
 
+import cv2
+import pandas as pd
+
+from antrax_pipe.aggregation import AggregationParams, aggregate_movie
 from antrax_pipe.app.core import TrainsetApp
 from antrax_pipe.app.server import make_server
+from antrax_pipe.io.autoids import provenance_path, read_autoids, write_autoids
+from antrax_pipe.io.classifier import read_card
+from antrax_pipe.io.experiment import load_experiment
+from antrax_pipe.io.labels import read_labels
+from antrax_pipe.io.marks import ValidationFile
+from antrax_pipe.io.review_tables import write_label_next, write_review_plan
+from antrax_pipe.model import AutoID
+from antrax_pipe.provenance import provenance_record
+from antrax_pipe.report import build_report
+from antrax_pipe.results import load_session_result, tracklet_table
+from antrax_pipe.review import confused_pairs_of, label_next, sampling_plan, tracklet_gates
 
 REPO = Path(__file__).resolve().parents[1]
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -32,15 +57,107 @@ def _recompress(path: Path) -> None:
     cv2.imwrite(str(path), img, [cv2.IMWRITE_PNG_COMPRESSION, 9])
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--chromium", default="/usr/bin/chromium")
-    ap.add_argument("--out", default=str(REPO / "docs" / "screenshots"))
-    args = ap.parse_args()
+def _truth(exp: str) -> dict[str, str]:
+    with open(REPO / "demo" / "ground_truth" / f"{exp}.csv", newline="") as fh:
+        return {r["tracklet"]: r["label"] for r in csv.DictReader(fh)}
+
+
+def _classify(expdir: Path, exp: str, params: AggregationParams) -> str:
+    """autoids (+ provenance) of every movie of a copied demo experiment; returns how they were made."""
+    e = load_experiment(expdir, "antrax")
+    labels = read_labels(e.labels_file)
+    probs = {int(p.stem.split("_")[1]): p for p in (REPO / "results" / "probs" / exp).glob("probs_*.h5")}
+    e.labels_dir.mkdir(parents=True, exist_ok=True)
+    if probs:
+        for m, pf in sorted(probs.items()):
+            write_autoids(e.autoids_file(m), aggregate_movie(pf, labels, params))
+            doc = provenance_record(e.autoids_file(m), pf, vars(params))
+            provenance_path(e.autoids_file(m)).parent.mkdir(exist_ok=True)
+            provenance_path(e.autoids_file(m)).write_text(json.dumps(doc, indent=1))
+        return "aggregated from the demo run's probabilities"
+    truth = _truth(exp)
+    with open(REPO / "demo" / "ground_truth" / f"{exp}.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    ids = list(labels.ant_labels)
+    for m in sorted({int(r["movie"]) for r in rows}):
+        out = []
+        for k, r in enumerate(x for x in rows if int(x["movie"]) == m):
+            lab = truth[r["tracklet"]]
+            if lab in ids and k % 7 == 3:
+                lab = ids[(ids.index(lab) + 1) % len(ids)]
+            out.append(AutoID(r["tracklet"], lab, 10.0 if lab in ids else 0.0, 1 if lab in ids else 0))
+        write_autoids(e.autoids_file(m), out)
+    return "made from the ground truth (every 7th ID tracklet wrong)"
+
+
+def _judge(autoid: str, truth: str, ids: tuple[str, ...]) -> str:
+    if autoid in ids:
+        return "correct" if truth == autoid else "wrong" if truth in ids else "ambig"
+    return "falseneg" if truth in ids else "trueneg"
+
+
+def _review_and_marks(expdir: Path, exp: str, params: AggregationParams, card) -> None:
+    """Review plan, label-next list and simulated marks (see the module docstring) of a classified demo copy."""
+    e = load_experiment(expdir, "antrax")
+    labels = read_labels(e.labels_file)
+    res = load_session_result(e, count_images=True)
+    tt = tracklet_table(res)
+    plan = sampling_plan(tt, 200, seed=0, experiment=exp)
+    write_review_plan(e.classdir / "review_plan.csv", plan)
+    probs = sorted((REPO / "results" / "probs" / exp).glob("probs_*.h5"))
+    gates = pd.concat([tracklet_gates(p, labels, params, int(p.stem.split("_")[1])) for p in probs],
+                      ignore_index=True) if probs else None
+    pairs = confused_pairs_of(card, labels) if card is not None else []
+    write_label_next(e.classdir / "label_next.csv", label_next(tt, gates, params, pairs, top=50))
+    truth, vf = _truth(exp), ValidationFile(e.classdir / "validation.csv")
+    n_stale = 3 if len(plan) > 6 else 1
+    for k, r in enumerate(plan.head(80).itertuples()):
+        if k >= len(plan) - n_stale:  # judged against an earlier classification by another classifier: stale now
+            vf.set(r.tracklet, "wrong", {"movie": r.movie, "autoID": "PP" if r.autoID != "PP" else "GP",
+                                         "n_frames": r.n_frames, "classifier_sha256": "0" * 64}, annotator="alice")
+            continue
+        fields = {"movie": r.movie, "autoID": r.autoID, "n_frames": r.n_frames,
+                  "classifier_sha256": res.classifiers.get(int(r.movie), "")}
+        for who in ("alice", "bob") if k < 15 else ("alice",):
+            vf.set(r.tracklet, _judge(r.autoID, truth.get(r.tracklet, ""), labels.ant_labels), fields, annotator=who)
+
+
+def report_screenshot(chromium: str, out: Path) -> None:
+    """docs/screenshots/report-verdict.png: the first screen of the report of the two demo experiments."""
     from playwright.sync_api import sync_playwright
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    params = AggregationParams()
+    clf = REPO / "results" / "classifiers" / "general" / "classifier.h5"
+    card = read_card(clf) if clf.is_file() else None
+    with tempfile.TemporaryDirectory() as tmp:
+        sessions = []
+        for exp in ("colonyA", "colonyB"):
+            expdir = Path(tmp) / exp
+            shutil.copytree(REPO / "demo" / "experiments" / exp, expdir)
+            how = _classify(expdir, exp, params)
+            print(f"{exp}: autoIDs {how}")
+            _review_and_marks(expdir, exp, params, card)
+            sessions.append(load_session_result(load_experiment(expdir, "antrax")))
+            print(f"{exp}: {sum(len(read_autoids(p)) for p in (expdir / 'antrax' / 'labels').glob('autoids_*.csv'))}"
+                  f" autoID rows")
+        cwd = Path.cwd()
+        os.chdir(tmp)  # the report names experiment folders relative to the working directory
+        try:
+            html_path = build_report(sessions, card, Path(tmp) / "report.html", params=vars(params))
+        finally:
+            os.chdir(cwd)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, args=ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(html_path.as_uri())
+            page.screenshot(path=str(out / "report-verdict.png"))
+            browser.close()
+
+
+def app_screenshots(chromium: str, out: Path) -> None:
+    """docs/screenshots/extract-trainset*.png: the app on a copy of demo colonyA."""
+    from playwright.sync_api import sync_playwright
+
     with tempfile.TemporaryDirectory() as tmp:
         expdir = Path(tmp) / "colonyA"
         shutil.copytree(REPO / "demo" / "experiments" / "colonyA", expdir)
@@ -58,7 +175,7 @@ def main() -> None:
         th.start()
         try:
             with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=args.chromium, args=ARGS)
+                browser = pw.chromium.launch(executable_path=chromium, args=ARGS)
                 page = browser.new_page(viewport={"width": 1200, "height": 720})
                 page.goto(httpd.url)
                 page.wait_for_selector("body[data-state=ready]")
@@ -80,9 +197,26 @@ def main() -> None:
         finally:
             httpd.shutdown()
             httpd.server_close()
-    for p in sorted(out.glob("extract-trainset*.png")):
-        _recompress(p)
-        print(f"{p} ({p.stat().st_size // 1024} KB)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--chromium", default="/usr/bin/chromium")
+    ap.add_argument("--out", default=str(REPO / "docs" / "screenshots"))
+    ap.add_argument("--only", choices=("app", "report"), help="only the app's or only the report's screenshot")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.only in (None, "app"):
+        app_screenshots(args.chromium, out)
+    if args.only in (None, "report"):
+        report_screenshot(args.chromium, out)
+    names = {"app": "extract-trainset*.png", "report": "report-verdict.png"}
+    for key, pattern in names.items():
+        if args.only in (None, key):
+            for p in sorted(out.glob(pattern)):
+                _recompress(p)
+                print(f"{p} ({p.stat().st_size // 1024} KB)")
 
 
 if __name__ == "__main__":

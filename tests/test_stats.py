@@ -173,3 +173,55 @@ def test_most_confused_among_ids_and_top():
                                                                                                     ("A", "B")]
     assert most_confused(np.diag([3, 4, 5, 6]), CLASSES) == []  # a perfect classifier confuses nothing
     assert isinstance(ids[0][2], int) and isinstance(ids[0][3], float)
+
+
+# ------------------------------------------------------------------------------- issue 15: weights and agreement
+
+
+def test_weighted_rate_with_equal_weights_is_the_exact_unweighted_rate():
+    from antrax_pipe.stats import weighted_rate
+
+    flags = [True, False, False, True, False, False, False]
+    den = [True, True, True, True, True, False, True]
+    for w in (1.0, 2.5, 40.0):
+        r = weighted_rate(flags, den, [w] * len(flags))
+        assert (r.k, r.n, r.n_eff) == (2, 6, 6.0)
+        assert r.value == pytest.approx(2 / 6)
+        assert r.ci == clopper_pearson(2, 6)  # exactly the interval of 2 of 6
+        assert r.format() == tracklet_rate(2, 6).format()
+
+
+def test_weighted_rate_hand_computed():
+    from antrax_pipe.stats import weighted_rate
+
+    # events 1, 0, 1, 0 with weights 1, 3, 2, 2 (the last one out of the denominator):
+    # p = (1 + 2) / (1 + 3 + 2) = 0.5; Kish n_eff = (1 + 3 + 2)² / (1 + 9 + 4) = 36 / 14
+    r = weighted_rate([True, False, True, False], [True, True, True, False], [1, 3, 2, 2])
+    n_eff = 36 / 14
+    assert (r.k, r.n) == (2, 3) and r.value == pytest.approx(0.5) and r.n_eff == pytest.approx(n_eff)
+    lo, hi = clopper_pearson(0.5 * n_eff, n_eff)
+    assert r.ci == (pytest.approx(lo), pytest.approx(hi))
+    assert r.format() == f"50.0 % (2/3 tracklets, weighted: effective n 2.6; 95 % CI {100 * lo:.1f}–{100 * hi:.1f} %)"
+    empty = weighted_rate([False], [False], [1.0])
+    assert empty.value is None and empty.ci is None and empty.format() == "n/a (n = 0)"
+    with pytest.raises(ValueError, match="weights must be finite"):
+        weighted_rate([True], [True], [0.0])
+    with pytest.raises(ValueError, match="not in the denominator"):
+        weighted_rate([True], [False], [1.0])
+
+
+def test_cohen_kappa_and_annotator_agreement_hand_computed():
+    from antrax_pipe.stats import annotator_agreement, cohen_kappa
+
+    a = ["correct", "wrong", "correct", "ambig"]
+    b = ["correct", "correct", "correct", "ambig"]
+    # observed 3/4; chance: correct .5 × .75 + wrong .25 × 0 + ambig .25 × .25 = .4375 → κ = .3125 / .5625
+    po, kappa = cohen_kappa(a, b)
+    assert po == 0.75 and kappa == pytest.approx(0.3125 / 0.5625)
+    assert cohen_kappa(["correct"] * 3, ["correct"] * 3) == (1.0, None)  # chance agreement 1: kappa undefined
+    assert cohen_kappa([], []) == (None, None)
+    rows = [(f"t{i}", "alice", x) for i, x in enumerate(a)] + [(f"t{i}", "bob", x) for i, x in enumerate(b)]
+    rows += [("t9", "carol", "wrong"), ("t0", "", "wrong")]  # carol shares no tracklet; no annotator: left out
+    (ag,) = annotator_agreement(rows)
+    assert (ag.first, ag.second, ag.n, ag.agree) == ("alice", "bob", 4, 3)
+    assert ag.kappa == pytest.approx(kappa) and ag.percent.format().startswith("75.0 % (3/4 tracklets; 95 % CI")

@@ -8,46 +8,44 @@ processes (two apps open on one experiment lose nothing), and every request is c
 indices) before anything is read or written.
 
 Tracklets are read lazily: a movie's index (tracklet names, image counts from HDF5 metadata) is built on first use,
-and images are read one tracklet at a time when asked for.
+and images are read one tracklet at a time when asked for (a long tracklet as every k-th image first, the rest on
+demand).
+
+Every mark records who made it (``annotator``), the autoID it judged and the classifier that produced that autoID;
+a mark whose autoID or classifier changed since is *stale*: shown as such, listed for a re-check, never counted.
+Review lists (the workflow's review plan and label-next list, and the re-check list) and the statistics over
+current marks are :mod:`antrax_pipe.app.review`; per-frame probabilities :mod:`antrax_pipe.app.probs`.
 """
 
 from __future__ import annotations
 
 import base64
+import getpass
 import logging
 import random
 import re
 import secrets
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..io.autoids import read_autoids
+from ..io.autoids import autoids_classifier, provenance_path, read_autoids
 from ..io.examples import existing_exports, png_bytes
 from ..io.experiment import load_experiment, read_movies_info, select_movies
 from ..io.images import EmptyTrackletError, ImagesFile
 from ..io.labels import read_labels
-from ..io.locking import LockTimeoutError
-from ..io.marks import ValidationFile
-from ..model import (
-    MARKS,
-    AntraxFormatError,
-    AutoID,
-    ExportConflictError,
-    LabelSet,
-    MovieImages,
-    TrackletName,
-)
-from ..stats import label_kind, validation_stats
-from ..trainset import (
-    export_frame_numbers,
-    export_images,
-    export_lock,
-    refresh_manifest,
-)
+from ..io.marks import ValidationFile, stale_reason
+from ..model import MARKS, AntraxFormatError, AutoID, LabelSet, MovieImages, TrackletName
+from ..stats import label_kind
+from ..trainset import export_frame_numbers
+from .errors import AppError
+from .labelling import LabellingMixin
+from .probs import ProbsLookup
+from .review import LIST_FILES, SOURCES, mark_state, marks_summary, read_list
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +55,33 @@ MARKS_FOR_ID: tuple[str, ...] = ("correct", "wrong", "ambig")
 MARKS_FOR_NONANT: tuple[str, ...] = ("falseneg", "trueneg")
 #: A tracklet name as anTraX writes them (a MATLAB identifier); anything else in a request is refused before lookup.
 _SAFE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,127}$")
+#: Most images a tracklet shows at first: a longer one is shown as every k-th image (the rest loaded on demand).
+MAX_FRAMES_SHOWN = 120
 
 
-class AppError(Exception):
-    """A request the app refuses; ``status`` is the HTTP status the server answers with."""
+def default_annotator() -> str:
+    """The OS user name (``unknown`` where it cannot be found)."""
+    try:
+        return getpass.getuser() or "unknown"
+    except (KeyError, OSError, ImportError):
+        return "unknown"
 
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
+
+def clean_annotator(name: str) -> str:
+    """An annotator name for validation.csv: trimmed, 1–64 printable characters."""
+    name = " ".join(str(name).split())
+    if not name or len(name) > 64 or not name.isprintable():
+        raise ValueError(f"annotator name {name!r}: give 1 to 64 printable characters (e.g. --annotator alice)")
+    return name
+
+
+def _int_param(value: object, what: str, default: int) -> int:
+    if value in (None, ""):
+        return default
+    try:
+        return int(str(value))
+    except ValueError:
+        raise AppError(400, f"{what} must be an integer, got {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -86,15 +102,18 @@ def check_label_dirname(label: str) -> None:
         raise AppError(400, f"label {label!r} cannot be used as a directory name under examples/")
 
 
-class TrainsetApp:
+class TrainsetApp(LabellingMixin):
     """One experiment session opened for trainset extraction and validation.
 
     ``movlist`` restricts the movies offered; ``seed`` is the default of the random tracklet order (a client passes
-    its own to get the same order back after a reload).
+    its own to get the same order back after a reload); ``annotator`` names who marks (default: the OS user);
+    ``probs_dir`` is where the movies' probabilities files are (``results/probs/<exp>`` or ``results/probs``; None:
+    no per-frame probabilities); a tracklet longer than ``max_frames_shown`` images is shown as every k-th image.
     """
 
     def __init__(self, expdir: str | Path, session: str | None = None, movlist: Iterable[int] | None = None,
-                 seed: int | None = None):
+                 seed: int | None = None, annotator: str | None = None, probs_dir: str | Path | None = None,
+                 max_frames_shown: int = MAX_FRAMES_SHOWN):
         self.experiment = load_experiment(expdir, session)
         self.labels: LabelSet = read_labels(self.experiment.labels_file)
         self.movies: dict[int, MovieImages] = select_movies(self.experiment,
@@ -103,13 +122,18 @@ class TrainsetApp:
             raise AntraxFormatError(f"{self.experiment.images_dir}: no images_<m>.mat file"
                                     + ("" if movlist is None else f" for movies {sorted(movlist)}"))
         self.seed = int(seed) if seed is not None else secrets.randbelow(2**31)
+        self.annotator = clean_annotator(annotator if annotator is not None else default_annotator())
+        self.max_frames_shown = max(1, int(max_frames_shown))
         self.classdir = self.experiment.classdir
         self.examples_dir = self.classdir / "examples"
         self.validation = ValidationFile(self.classdir / "validation.csv")
+        self.probs = ProbsLookup(probs_dir, self.experiment.name)
         self.first_frames, self.frame_warning = self._movie_first_frames()
         self._lock = threading.RLock()
         self._index: dict[int, dict[str, TrackletRef]] = {}
         self._autoids: dict[int, tuple[float, dict[str, AutoID]]] = {}
+        self._classifiers: dict[int, tuple[tuple, str]] = {}
+        self._undo: list[dict[str, Any]] = []
 
     # ---------------------------------------------------------------------------------------------------------------
     # Experiment-level facts
@@ -134,7 +158,8 @@ class TrainsetApp:
         return self.experiment.autoids_file(movie).is_file()
 
     def info(self) -> dict:
-        """What the page needs at start: experiment, labels (with their category), movies, default seed."""
+        """What the page needs at start: experiment, labels (with their category), movies, default seed, who marks,
+        which review lists exist."""
         cats = {lab: self.labels.category_of(lab) for lab in self.labels.all_labels}
         return {
             "expname": self.experiment.name,
@@ -147,7 +172,51 @@ class TrainsetApp:
             "seed": self.seed,
             "frame_warning": self.frame_warning,
             "marks": list(MARKS),
+            "annotator": self.annotator,
+            "max_frames_shown": self.max_frames_shown,
+            "lists": {k: (self.classdir / f).is_file() for k, f in LIST_FILES.items()},
+            "probs": self.probs.dir is not None,
         }
+
+    def classifier(self, movie: int) -> str:
+        """sha256 of the classifier that produced the movie's current autoIDs: from the autoids file's provenance
+        document, else from its probabilities file; "" when unknown (re-read when either file changes)."""
+        path = self.experiment.autoids_file(movie)
+        stamp = []
+        for f in (path, provenance_path(path)):
+            try:
+                stamp.append(f.stat().st_mtime_ns)
+            except OSError:
+                stamp.append(None)
+        key = tuple(stamp)
+        with self._lock:
+            cached = self._classifiers.get(movie)
+            if cached and cached[0] == key:
+                return cached[1]
+        sha = autoids_classifier(path) or self.probs.classifier(movie)
+        with self._lock:
+            self._classifiers[movie] = (key, sha)
+        return sha
+
+    def movie_of_mark(self, row: Mapping[str, str]) -> int | None:
+        """The movie of a mark: its ``movie`` column, else the movie in its tracklet name."""
+        try:
+            return int(str(row.get("movie") or "").strip())
+        except ValueError:
+            pass
+        try:
+            return TrackletName.parse(str(row.get("tracklet") or "")).movie
+        except ValueError:
+            return None
+
+    def judge(self, row: Mapping[str, str]) -> str | None:
+        """Why a mark is stale (:func:`antrax_pipe.io.marks.stale_reason`), None when it judges the current
+        classification."""
+        m = self.movie_of_mark(row)
+        if m is None:
+            return stale_reason(row, None)
+        a = self.autoids(m).get(str(row["tracklet"]))
+        return stale_reason(row, a.label if a else None, self.classifier(m))
 
     # ---------------------------------------------------------------------------------------------------------------
     # Lookups (every request goes through these: they are the validation of user input)
@@ -222,21 +291,38 @@ class TrainsetApp:
     # ---------------------------------------------------------------------------------------------------------------
     # Pool of tracklets
 
-    def pool(self, movie: object = None, autoid: str | None = None, seed: object = None) -> dict:
-        """The tracklets of a movie (or ``all``) in a random order fixed by ``seed`` — the order does not depend on
-        the filter, so filtering keeps the relative order — optionally only those whose autoID is ``autoid``."""
+    def _marks_by_tracklet(self) -> dict[str, list[dict[str, str]]]:
+        out: dict[str, list[dict[str, str]]] = {}
+        for r in self.validation.rows():
+            out.setdefault(r["tracklet"], []).append(r)
+        return out
+
+    def _pool_row(self, ref: TrackletRef, ids: Mapping[str, AutoID], marks: Mapping[str, list], **extra) -> dict:
+        a = ids.get(ref.name)
+        st = mark_state(marks.get(ref.name, []), self.annotator, self.judge)
+        return {"movie": ref.movie, "tracklet": ref.name, "n": ref.n_images, "autoID": a.label if a else "",
+                "score": a.score if a else None, "mark": st["mark"], "stale": st["stale"], **extra}
+
+    def pool(self, movie: object = None, autoid: str | None = None, seed: object = None,
+             source: str | None = None) -> dict:
+        """The tracklets to go through. ``source`` random (default): those of a movie (or ``all``) in a random order
+        fixed by ``seed`` — the order does not depend on the filter, so filtering keeps the relative order —
+        optionally only those whose autoID is ``autoid``. ``review_plan`` / ``label_next``: the workflow's lists in
+        their file order; ``stale``: tracklets whose marks judged another autoID or classifier (all movies)."""
+        source = source or "random"
+        if source not in SOURCES:
+            raise AppError(400, f"source must be one of {', '.join(SOURCES)}, got {source!r}")
+        if source != "random":
+            return self._list_pool(source)
         if movie in (None, ""):
             movies = [min(self.movies)]
         elif str(movie) == "all":
             movies = sorted(self.movies)
         else:
             movies = [self.parse_movie(movie)]
-        try:
-            seed = self.seed if seed in (None, "") else int(str(seed))
-        except ValueError:
-            raise AppError(400, f"seed must be an integer, got {seed!r}") from None
+        seed = _int_param(seed, "seed", self.seed)
         autoid = autoid or None
-        marks = self.validation.marks()
+        marks = self._marks_by_tracklet()
         rows, skipped = [], []
         for m in movies:
             ids = self.autoids(m)
@@ -244,16 +330,39 @@ class TrainsetApp:
                 if ref.error:
                     skipped.append({"movie": m, "tracklet": ref.name, "error": ref.error})
                     continue
-                a = ids.get(ref.name)
-                rows.append({"movie": m, "tracklet": ref.name, "n": ref.n_images,
-                             "autoID": a.label if a else "", "score": a.score if a else None,
-                             "mark": marks.get(ref.name, {}).get("mark", "")})
+                rows.append(self._pool_row(ref, ids, marks))
         random.Random(f"{seed}:{','.join(map(str, movies))}").shuffle(rows)
         if autoid is not None:
             rows = [r for r in rows if r["autoID"] == autoid]
         classified = [m for m in movies if self.is_classified(m)]
-        return {"movies": movies, "classified": bool(classified), "seed": seed, "autoid": autoid,
+        return {"source": source, "movies": movies, "classified": bool(classified), "seed": seed, "autoid": autoid,
                 "autoids_present": sorted({r["autoID"] for r in rows if r["autoID"]} if autoid is None else [autoid]),
+                "tracklets": rows, "skipped": skipped}
+
+    def _list_pool(self, source: str) -> dict:
+        """A review list (or the re-check list) as a pool, in its order; entries the app cannot show are skipped
+        with the reason."""
+        marks = self._marks_by_tracklet()
+        if source == "stale":
+            summary = marks_summary(self.validation.rows(), self.judge)
+            items = [{"movie": self.movie_of_mark(r), "tracklet": t, "reason": why}
+                     for t, (r, why) in summary["stale"].items()]
+        else:
+            items = read_list(self.classdir, source)
+        rows, skipped = [], []
+        for item in items:
+            m, t = item["movie"], item["tracklet"]
+            extra = {k: v for k, v in item.items() if k not in ("movie", "tracklet")}
+            ref = self.movie_index(m).get(t) if m in self.movies else None
+            if ref is None or ref.error:
+                why = (ref.error if ref else f"movie {m} is not offered by this app" if m not in self.movies
+                       else f"no tracklet {t} in movie {m}")
+                skipped.append({"movie": m, "tracklet": t, "error": why})
+                continue
+            rows.append(self._pool_row(ref, self.autoids(m), marks, **extra))
+        movies = sorted({r["movie"] for r in rows})
+        return {"source": source, "movies": movies, "classified": any(self.is_classified(m) for m in movies),
+                "seed": None, "autoid": None, "autoids_present": sorted({r["autoID"] for r in rows if r["autoID"]}),
                 "tracklets": rows, "skipped": skipped}
 
     # ---------------------------------------------------------------------------------------------------------------
@@ -267,25 +376,33 @@ class TrainsetApp:
         except ValueError as exc:
             raise AppError(422, f"{ref.part}: {exc}; cannot number its frames for export") from None
 
+    def movie_frames(self, ref: TrackletRef) -> list[int] | None:
+        """The movie frame of every image (the numbering shown everywhere: first frame of the name + index)."""
+        try:
+            first = TrackletName.parse(ref.name).first_frame
+        except ValueError:
+            return None
+        return list(range(first, first + ref.n_images))
+
     def existing_exports(self, ref: TrackletRef) -> dict[str, int]:
         """label → number of files of this tracklet already in the trainset."""
         return existing_exports(self.examples_dir, self.experiment.name, ref.name)
 
     def tracklet(self, movie: object, tracklet: object) -> dict:
-        """Info on one tracklet: frames, length, autoID and score, its mark, the marks allowed, earlier exports."""
+        """Info on one tracklet: frames, length, autoID and score, its marks (own, stale or not; others'), the marks
+        allowed, earlier exports."""
         ref = self.tracklet_ref(movie, tracklet)
         a = self.autoids(ref.movie).get(ref.name)
-        mark = self.validation.marks().get(ref.name, {}).get("mark", "")
+        st = mark_state(self._marks_by_tracklet().get(ref.name, []), self.annotator, self.judge)
+        mf = self.movie_frames(ref)
+        best = a.best_frame if a else None
         out = {"movie": ref.movie, "tracklet": ref.name, "n": ref.n_images, "file": ref.part.name,
                "autoID": a.label if a else "", "score": a.score if a else None,
-               "best_frame": a.best_frame if a else None, "classified": self.is_classified(ref.movie),
-               "mark": mark, "allowed_marks": list(self.allowed_marks(a.label if a else "")),
-               "exported": self.existing_exports(ref)}
-        try:
-            tn = TrackletName.parse(ref.name)
-            out["movie_frames"] = [tn.first_frame, tn.last_frame]
-        except ValueError:
-            out["movie_frames"] = None
+               "best_frame": best, "best_movie_frame": mf[best - 1] if mf and best and 0 < best <= len(mf) else None,
+               "classified": self.is_classified(ref.movie), "classifier": self.classifier(ref.movie),
+               **st, "allowed_marks": list(self.allowed_marks(a.label if a else "")),
+               "exported": self.existing_exports(ref), "annotator": self.annotator,
+               "movie_frames": [mf[0], mf[-1]] if mf else None}
         try:
             nums, mode = self.frame_numbers(ref)
             out["frames"] = [nums[0], nums[-1]]
@@ -302,26 +419,50 @@ class TrainsetApp:
             return MARKS_FOR_NONANT
         return ()
 
-    def read_images(self, ref: TrackletRef) -> np.ndarray:
-        """The tracklet's images (N, H, W, 3) RGB with anTraX's white background — as displayed and as exported."""
+    def read_images(self, ref: TrackletRef, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """The tracklet's images [start, stop) (N, H, W, 3) RGB with anTraX's white background — as displayed and as
+        exported."""
         try:
             with ImagesFile(ref.part) as f:
-                return f.read(ref.name, white_bg=True)
+                return f.read(ref.name, white_bg=True, start=start, stop=stop)
         except AntraxFormatError as exc:
             raise AppError(422, str(exc)) from None
 
-    def frames(self, movie: object, tracklet: object) -> dict:
-        """All images of a tracklet as base64 PNGs (one request per tracklet, one read of its dataset)."""
+    def frames(self, movie: object, tracklet: object, step: object = None, start: object = None,
+               stop: object = None) -> dict:
+        """Images of a tracklet as base64 PNGs: all, or images ``start``…``stop`` - 1 every ``step``-th (the last
+        one included), each with its movie frame, export frame number and — when the probabilities file is
+        reachable — its two most probable classes (``disagree``: the top class is not the tracklet's label)."""
         ref = self.tracklet_ref(movie, tracklet)
-        images = self.read_images(ref)
+        n = ref.n_images
+        k = _int_param(step, "step", 1)
+        lo, hi = _int_param(start, "start", 0), _int_param(stop, "stop", n)
+        if k < 1 or not 0 <= lo < hi <= n:
+            raise AppError(400, f"tracklet {ref.name} has {n} images: need 0 <= start < stop <= {n} and step >= 1 "
+                                f"(got start {lo}, stop {hi}, step {k})")
+        idx = list(range(lo, hi, k))
+        if idx[-1] != hi - 1:
+            idx.append(hi - 1)
+        images = self.read_images(ref, lo, hi)
         try:
             nums, mode = self.frame_numbers(ref)
         except AppError:
-            nums, mode = list(range(1, len(images) + 1)), "index"
-        return {"movie": ref.movie, "tracklet": ref.name, "height": int(images.shape[1]),
-                "width": int(images.shape[2]), "frame_mode": mode,
-                "frames": [{"i": i, "frame": nums[i] if i < len(nums) else None,
-                            "png": base64.b64encode(png_bytes(img)).decode("ascii")} for i, img in enumerate(images)]}
+            nums, mode = list(range(1, n + 1)), "index"
+        mf = self.movie_frames(ref) or [None] * n
+        a = self.autoids(ref.movie).get(ref.name)
+        top2 = self.probs.top2(ref.movie, ref.name, n)
+        judged = bool(a and self.allowed_marks(a.label))
+        frames = []
+        for i in idx:
+            fr = {"i": i, "frame": nums[i] if i < len(nums) else None, "movie_frame": mf[i],
+                  "png": base64.b64encode(png_bytes(images[i - lo])).decode("ascii")}
+            if top2 is not None:
+                fr["top2"] = [[c, p] for c, p in top2[i]]
+                fr["disagree"] = judged and top2[i][0][0] != a.label
+            frames.append(fr)
+        return {"movie": ref.movie, "tracklet": ref.name, "n": n, "step": k, "start": lo, "stop": hi,
+                "height": int(images.shape[1]), "width": int(images.shape[2]), "frame_mode": mode,
+                "probs": top2 is not None, "frames": frames}
 
     def image_png(self, movie: object, tracklet: object, index: object) -> bytes:
         ref = self.tracklet_ref(movie, tracklet)
@@ -331,108 +472,4 @@ class TrainsetApp:
             raise AppError(400, f"image index must be an integer, got {index!r}") from None
         if not 0 <= i < ref.n_images:
             raise AppError(404, f"tracklet {ref.name} has {ref.n_images} images; index {i} is out of range")
-        return png_bytes(self.read_images(ref)[i])
-
-    # ---------------------------------------------------------------------------------------------------------------
-    # Export
-
-    def export(self, movie: object, tracklet: object, label: object, frames: object = None) -> dict:
-        """Write the tracklet's images (all, or the 0-based ``frames``) to ``examples/<label>/`` as
-        ``<expname>.<tracklet>.<frame>.png`` (white background, as read), then refresh the trainset manifest.
-
-        Checked before anything is written: the label is in labels.csv; a file of the same name with *different*
-        pixels is never overwritten (the export is refused); the same images already exported under another label
-        are refused too (one image in two classes spoils training). Identical existing files are skipped."""
-        ref = self.tracklet_ref(movie, tracklet)
-        lab = self.parse_label(label)
-        if frames is None:
-            idx = list(range(ref.n_images))
-        else:
-            if not isinstance(frames, list) or not frames or not all(isinstance(i, int) and not isinstance(i, bool)
-                                                                    for i in frames):
-                raise AppError(400, "frames must be a non-empty list of image indices (integers)")
-            bad = [i for i in frames if not 0 <= i < ref.n_images]
-            if bad:
-                raise AppError(400, f"frame index {bad[0]} out of range: tracklet {ref.name} has {ref.n_images} "
-                                    f"images (indices 0-{ref.n_images - 1})")
-            idx = sorted(set(frames))
-        nums, mode = self.frame_numbers(ref)
-        images = self.read_images(ref)
-        ldir = self.examples_dir / lab
-        try:
-            # one inter-process lock over the check, the writes and the manifest: another app (another process)
-            # exporting this tracklet under another label at the same moment gets the 409, not a second copy
-            with export_lock(self.classdir):
-                written, skipped = export_images(self.examples_dir, self.experiment.name, ref.name, lab,
-                                                 images[idx], [nums[i] for i in idx])
-                manifest = refresh_manifest(self.classdir) if written else None
-                exported = self.existing_exports(ref)
-        except ExportConflictError as exc:
-            raise AppError(409, str(exc)) from None
-        except LockTimeoutError as exc:
-            raise AppError(503, str(exc)) from None
-        return {"label": lab, "dir": str(ldir), "written": written, "skipped": skipped,
-                "frame_mode": mode, "manifest": manifest, "exported": exported}
-
-    # ---------------------------------------------------------------------------------------------------------------
-    # Validation marks and stats
-
-    def mark(self, movie: object, tracklet: object, mark: object) -> dict:
-        """Save a validation mark (``correct``/``wrong``/``ambig`` for an ID, ``falseneg``/``trueneg`` for a non-ant
-        autoID) at once; ``None`` removes the tracklet's mark."""
-        ref = self.tracklet_ref(movie, tracklet)
-        a = self.autoids(ref.movie).get(ref.name)
-        if mark is None:
-            self._set_mark(ref.name, None)
-            return {"tracklet": ref.name, "mark": ""}
-        if mark not in MARKS:
-            raise AppError(400, f"mark must be one of {', '.join(MARKS)} (or null to remove), got {mark!r}")
-        if a is None:
-            raise AppError(409, f"tracklet {ref.name} has no autoID (movie {ref.movie} is not classified: "
-                                f"{self.experiment.autoids_file(ref.movie)} "
-                                f"{'has no row for it' if self.is_classified(ref.movie) else 'does not exist'}); "
-                                f"there is nothing to validate")
-        allowed = self.allowed_marks(a.label)
-        if mark not in allowed:
-            raise AppError(409, f"mark {mark!r} does not apply to autoID {a.label!r} of {ref.name} (allowed: "
-                                f"{', '.join(allowed) or 'none — only IDs and non-ant labels are validated'})")
-        row = self._set_mark(ref.name, str(mark), {"movie": ref.movie, "autoID": a.label, "n_frames": ref.n_images})
-        return {"tracklet": ref.name, "mark": row["mark"] if row else ""}
-
-    def _set_mark(self, tracklet: str, mark: str | None, fields: dict | None = None) -> dict | None:
-        """:meth:`ValidationFile.set` (locked against other processes); a lock held too long is a 503, not a 500."""
-        try:
-            return self.validation.set(tracklet, mark, fields)
-        except LockTimeoutError as exc:
-            raise AppError(503, str(exc)) from None
-
-    def stats(self, movie: object = None, autoid: str | None = None) -> dict:
-        """anTraX's running counters (spec §12): over all marks of the session (validation.csv), and the assignment
-        rate over the current pool (movie + autoID filter)."""
-        marks = self.validation.marks()
-
-        def n_frames(r: dict) -> int:
-            try:
-                return int(r.get("n_frames") or 0)
-            except ValueError:
-                return 0
-
-        vs = validation_stats((r["mark"], n_frames(r)) for r in marks.values())
-
-        def rate(pair) -> dict:
-            return {k: {"value": r.value, "k": r.k, "n": r.n, "text": r.format()}
-                    for k, r in zip(("tracklets", "frames"), pair)}
-
-        pool = self.pool(movie, autoid)["tracklets"]
-        assigned = [r for r in pool if self.allowed_marks(r["autoID"])]
-        n_all = sum(r["n"] for r in pool)
-        return {
-            "checked": {"tracklets": len(marks), "frames": sum(n_frames(r) for r in marks.values())},
-            "counts": vs.counts,
-            "wrong_id": rate(vs.wrong_id),
-            "false_positive": rate(vs.false_positive),
-            "false_negative": rate(vs.false_negative),
-            "pool": {"tracklets": len(pool), "frames": n_all,
-                     "assigned_tracklets": len(assigned), "assigned_frames": sum(r["n"] for r in assigned)},
-            "file": str(self.validation.path),
-        }
+        return png_bytes(self.read_images(ref, i, i + 1)[0])

@@ -15,13 +15,19 @@ including those the stdlib server makes itself (bad request line, unsupported me
 
 API (all answers JSON, errors as ``{"error": "...", "status": N}`` with a 4xx status):
 
-- ``GET  /api/info`` — experiment, labels, movies, default seed
-- ``GET  /api/pool?movie=1|all&autoid=PB&seed=7`` — tracklets in a seeded random order
-- ``GET  /api/tracklet?movie=&tracklet=`` — one tracklet's info
-- ``GET  /api/frames?movie=&tracklet=`` — its images as base64 PNGs
+- ``GET  /api/info`` — experiment, labels, movies, default seed, annotator, which review lists exist
+- ``GET  /api/pool?movie=1|all&autoid=PB&seed=7`` — tracklets in a seeded random order;
+  ``?source=review_plan|label_next|stale`` — the workflow's review plan / label-next list in file order, or the
+  tracklets whose marks are stale (re-check list)
+- ``GET  /api/tracklet?movie=&tracklet=`` — one tracklet's info (its marks, ``stale``, the best frame as a movie frame)
+- ``GET  /api/frames?movie=&tracklet=[&step=k&start=a&stop=b]`` — its images as base64 PNGs (every k-th of [a, b)),
+  with movie frames and, when the probabilities file is reachable, each image's top-2 classes
 - ``GET  /api/image?movie=&tracklet=&i=`` — one image as ``image/png``
-- ``GET  /api/stats?movie=&autoid=`` — validation counters
+- ``GET  /api/stats?movie=&autoid=`` — validation counters over current marks, stale count, per classifier, the
+  review plan's weighted estimates
 - ``POST /api/export`` ``{"movie", "tracklet", "label", "frames": [i, ...] | null}``
+- ``POST /api/correct_export`` ``{"movie", "tracklet"}`` — export all images as the autoID and mark it right
+- ``POST /api/undo_export`` ``{}`` — take back the newest export (files, manifest, the mark it made)
 - ``POST /api/mark`` ``{"movie", "tracklet", "mark": "correct" | ... | null}``
 """
 
@@ -48,6 +54,7 @@ STATIC_FILES: dict[str, tuple[str, str]] = {
     "/static/app.css": ("app.css", "text/css; charset=utf-8"),
 }
 GET_APIS: tuple[str, ...] = ("/api/info", "/api/pool", "/api/tracklet", "/api/frames", "/api/stats", "/api/image")
+POST_APIS: tuple[str, ...] = ("/api/export", "/api/mark", "/api/correct_export", "/api/undo_export")
 MAX_BODY = 1 << 20
 #: Deepest nesting of a POST body (``{"frames": [..]}`` is 2); deeper bodies are refused before any lookup.
 MAX_JSON_DEPTH = 8
@@ -243,9 +250,10 @@ class AppHandler(BaseHTTPRequestHandler):
             return
         routes = {
             "/api/info": lambda: app.info(),
-            "/api/pool": lambda: app.pool(q.get("movie"), q.get("autoid"), q.get("seed")),
+            "/api/pool": lambda: app.pool(q.get("movie"), q.get("autoid"), q.get("seed"), q.get("source")),
             "/api/tracklet": lambda: app.tracklet(q.get("movie"), q.get("tracklet")),
-            "/api/frames": lambda: app.frames(q.get("movie"), q.get("tracklet")),
+            "/api/frames": lambda: app.frames(q.get("movie"), q.get("tracklet"), q.get("step"), q.get("start"),
+                                              q.get("stop")),
             "/api/stats": lambda: app.stats(q.get("movie"), q.get("autoid")),
         }
         if url.path == "/api/image":
@@ -301,10 +309,13 @@ class AppHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         app = self.server.app
         self._write_ok()
-        if url.path not in ("/api/export", "/api/mark"):
+        if url.path not in POST_APIS:
             readonly = url.path in GET_APIS or url.path in STATIC_FILES
             raise AppError(405 if readonly else 404, f"no POST API at {url.path}")
         b = self._body()
+        if url.path == "/api/undo_export":
+            self._json(200, app.undo_export())
+            return
         for key in ("movie", "tracklet"):
             if key not in b:
                 raise AppError(400, f"missing {key!r} in the request body")
@@ -312,6 +323,8 @@ class AppHandler(BaseHTTPRequestHandler):
             if "label" not in b:
                 raise AppError(400, "missing 'label' in the request body")
             self._json(200, app.export(b["movie"], b["tracklet"], b["label"], b.get("frames")))
+        elif url.path == "/api/correct_export":
+            self._json(200, app.correct_and_export(b["movie"], b["tracklet"]))
         else:
             if "mark" not in b:
                 raise AppError(400, "missing 'mark' in the request body (null removes the mark)")
@@ -337,12 +350,15 @@ def make_server(app: TrainsetApp, port: int = 0, quiet: bool = True) -> AppServe
 
 
 def serve(expdir: str | Path, session: str | None = None, port: int = 0, movlist: list[int] | None = None,
-          seed: int | None = None, open_browser: bool = False, quiet: bool = True) -> None:
-    """``antrax-pipe extract-trainset``: open the experiment, print the address, serve until Ctrl-C."""
-    app = TrainsetApp(expdir, session, movlist, seed)
+          seed: int | None = None, open_browser: bool = False, quiet: bool = True, annotator: str | None = None,
+          probs_dir: str | Path | None = None) -> None:
+    """``antrax-pipe extract-trainset``: open the experiment, print the address, serve until Ctrl-C. ``annotator``
+    names who marks (default: the OS user); ``probs_dir``: where the movies' probabilities files are."""
+    app = TrainsetApp(expdir, session, movlist, seed, annotator=annotator, probs_dir=probs_dir)
     httpd = make_server(app, port, quiet)
     print(f"antrax-pipe extract-trainset: {app.experiment.name} (session {app.experiment.session}) at {httpd.url}",
           flush=True)
+    print(f"marks are saved as annotator {app.annotator!r} in {app.validation.path}", flush=True)
     if app.frame_warning:
         print(f"antrax-pipe extract-trainset: warning: {app.frame_warning}", file=sys.stderr, flush=True)
     print("press Ctrl-C to stop", flush=True)

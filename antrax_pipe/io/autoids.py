@@ -3,12 +3,17 @@
 Header ``tracklet,label,score,best_frame``; one row per image dataset in file order; comma, no quoting, LF.
 ``score`` is Python's ``str(float)`` of the float32 sum for ID rows and the literal ``0`` otherwise; ``best_frame`` is
 1-based into the tracklet's image stack, ``0`` = none. MATLAB's ``readtable`` and the validate app depend on all of it.
+
+Next to each autoids file antrax-pipe writes its provenance, ``labels/antrax-pipe/autoids_<m>.json`` (written by
+:mod:`antrax_pipe.provenance`); :func:`autoids_classifier` reads from it which classifier produced the autoIDs.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -18,6 +23,10 @@ from ..model import AntraxFormatError, AutoID
 from .atomic import atomic_write_text
 
 HEADER = ("tracklet", "label", "score", "best_frame")
+#: Folder (under ``labels/``) of the provenance documents; anTraX's ``autoids_*`` glob never matches inside it.
+PROVENANCE_DIR = "antrax-pipe"
+
+log = logging.getLogger(__name__)
 
 
 def format_score(row: AutoID) -> str:
@@ -61,3 +70,24 @@ def read_autoids(path: str | Path) -> list[AutoID]:
         except ValueError as exc:
             raise AntraxFormatError(f"{path}: line {lineno}: {exc}") from exc
     return out
+
+
+def provenance_path(autoids_path: str | Path) -> Path:
+    """``labels/autoids_<m>.csv`` → ``labels/antrax-pipe/autoids_<m>.json``."""
+    p = Path(autoids_path)
+    return p.parent / PROVENANCE_DIR / f"{p.stem}.json"
+
+
+def autoids_classifier(autoids_path: str | Path) -> str:
+    """sha256 of the classifier that produced an autoids file (``classifier.sha256`` of its provenance document);
+    "" when there is no readable document (autoids written by anTraX, or by hand)."""
+    path = provenance_path(autoids_path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return ""
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        log.warning("%s: unreadable provenance document (%s); the classifier of its autoIDs is unknown", path, exc)
+        return ""
+    clf = doc.get("classifier") if isinstance(doc, dict) else None
+    return str(clf.get("sha256") or "") if isinstance(clf, dict) else ""

@@ -111,7 +111,11 @@ def card_section(card: ClassifierCard | None, labels: LabelSet | None, validatio
         return note("No classifier card was given: model details, trainset counts, training curves and the "
                     "validation confusion matrix are not available.")
     classes = list(card.classes)
-    parts = [_details_part(card, classes), _trainset_part(card, classes, labels)]
+    details = _details_part(card, classes)
+    n_items = details.count("<tr>") - 1
+    folded = (f'<details class="params"><summary>All parameters of the classifier ({n_items})</summary>{details}'
+              f"</details>")
+    parts = [_short_card(card, classes, labels), folded, _trainset_part(card, classes, labels)]
     parts.append("<h3>Training curves</h3>")
     history = _history(card)
     plot = plot_history(history) if history else None
@@ -119,6 +123,42 @@ def card_section(card: ClassifierCard | None, labels: LabelSet | None, validatio
     parts.append(_confusion_part(card, classes, labels))
     parts.append(coverage_section(validation, params))
     return "".join(parts)
+
+
+def _accuracy(card: ClassifierCard) -> tuple[float | None, str]:
+    """The card's validation accuracy (images, else tracklets, else the old flat metric, else from the matrix)."""
+    metrics = _metrics(card)
+    conf, unit, val = _card_validation(card)
+    for key, what in (("image_accuracy", "images"), ("tracklet_accuracy", "tracklets"), ("val_accuracy", "images")):
+        v = val.get(key) if key in val else metrics.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and not is_missing(v):
+            return float(v), what
+    try:
+        cm = np.asarray(conf, dtype=float)
+        if cm.ndim == 2 and cm.shape[0] == cm.shape[1] and cm.sum() > 0:
+            return float(np.trace(cm) / cm.sum()), unit
+    except (TypeError, ValueError):
+        pass
+    return None, ""
+
+
+def _short_card(card: ClassifierCard, classes: list[str], labels: LabelSet | None) -> str:
+    """The few facts a biologist asks of a classifier, as a short table (the rest is folded away)."""
+    ids = [c for c in classes if labels is not None and label_kind(c, labels) == KIND_ID]
+    counts = _trainset_counts(card)
+    acc, unit = _accuracy(card)
+    epochs: Any = len(_history(card).get("loss", []))
+    if not epochs and isinstance(card.training, Mapping):
+        epochs = card.training.get("epochs")
+    items: list[tuple[str, Any]] = [
+        ("classes", f"{len(classes)}" + (f" ({len(ids)} individual IDs)" if labels is not None else "")),
+        ("network", f"{card.arch}, {card.target_size} × {card.target_size} px input"),
+        ("trainset", f"{sum(counts.values())} images of {len(counts)} labels" if counts else NA),
+        ("validation accuracy", f"{fmt_pct(acc)} of held-out {unit}" if acc is not None else NA),
+        ("epochs trained", epochs if epochs else NA),
+        ("trainset hash", (card.trainset_hash or "")[:12] or NA),
+    ]
+    return kv_table(items)
 
 
 def _details_part(card: ClassifierCard, classes: list[str]) -> str:

@@ -1,5 +1,7 @@
-"""The report page: one section per session (classification per movie, ground truth, validation marks, review plan,
-what to label next), the model card, the definitions, and :func:`build_report`, which writes the page."""
+"""The report page: first the verdict per session (:mod:`.verdict`: the numbers to decide on, what to do next), then
+one section per session (the blobs behind the numbers, classification per movie, ground truth, validation marks with
+the stale ones apart, review plan, what to label next), the model card, the definitions, and :func:`build_report`,
+which writes the page. Only marks that judge the current classification are counted anywhere."""
 
 from __future__ import annotations
 
@@ -19,7 +21,17 @@ from .._version import __version__
 from ..io.atomic import atomic_write_text
 from ..io.heldout import read_validation
 from ..model import ClassifierCard
-from ..results import KIND_SLUG, SessionResult, marks_table, summarize_session, summary_totals, tracklet_table
+from ..results import (
+    KIND_SLUG,
+    MarkStatus,
+    SessionResult,
+    mark_status,
+    marks_table,
+    summarize_session,
+    summary_totals,
+    tracklet_table,
+)
+from ..review import PLAN_DEFINITIONS, plan_estimates
 from ..stats import (
     KIND_ID,
     KIND_MULTI,
@@ -27,6 +39,7 @@ from ..stats import (
     KIND_UNKNOWN,
     KIND_UNLISTED,
     KINDS,
+    annotator_agreement,
     fmt_pct,
     rate_pair,
     truth_stats,
@@ -35,6 +48,7 @@ from ..stats import (
 from .card import card_section
 from .html import RATE_HEADER, Html, fmt_param, is_missing, kv_table, note, pct, rate_rows, table
 from .plots import plot_label_distribution, plot_lengths, plot_per_movie, plot_scores
+from .verdict import MAX_ERROR, blobs_section, session_conflicts, verdict_screen
 
 #: Parameter names under which the aggregation's short-tracklet length (anTraX: < 5 ant frames → ``min_conf_short``)
 #: is looked up, to mark it on the tracklet-length plot.
@@ -109,6 +123,13 @@ def _summary_section(session: SessionResult, summary: pd.DataFrame, tt: pd.DataF
     if len(empty):
         parts.append(note("autoids file without rows for movie(s) " + ", ".join(str(m) for m in empty.movie)
                           + " — anTraX's MATLAB reader stops at such a file (spec §11).", "warn"))
+    conflicts = session_conflicts(session)
+    if conflicts:
+        ex = conflicts[0]
+        parts.append(note(f"<b>{len(conflicts)} ID conflict(s)</b>: the same ID on two tracklets whose frames overlap "
+                          f"(one ant cannot be in two places), e.g. {html.escape(ex.label)} on "
+                          f"<code>{html.escape(ex.tracklet)}</code> and <code>{html.escape(ex.other)}</code> "
+                          f"({ex.overlap_frames} frames). anTraX's solve has to undo each.", "warn"))
     unlisted = sorted(tt.label[tt.kind == KIND_UNLISTED].unique())
     if unlisted:
         parts.append(note("labels in no labels.csv category (classifier and labels.csv out of sync?): "
@@ -158,16 +179,29 @@ def _truth_section(session: SessionResult, tt: pd.DataFrame) -> str:
     return "".join(parts)
 
 
-def _validation_section(session: SessionResult, marks: pd.DataFrame, tt: pd.DataFrame) -> str:
+def _validation_section(session: SessionResult, status: MarkStatus, tt: pd.DataFrame) -> str:
+    """Counts and rates over the current marks (one per tracklet), the stale ones apart, per classifier, the review
+    plan's estimates, agreement between annotators."""
+    marks = status.current
     vs = validation_stats(zip(marks["mark"], marks["n_frames"]))
-    parts = [table(["mark", "meaning", "tracklets", "frames"], [
+    parts = []
+    if len(status.stale):
+        reasons = status.stale["reason"].value_counts()
+        parts.append(note(f"<b>{len(status.stale)} marked tracklet(s) are stale</b> ({status.n_stale_marks} mark(s) "
+                          f"judged another autoID or classifier than the current one, e.g. "
+                          f"<code>{html.escape(str(status.stale['tracklet'].iloc[0]))}</code>: "
+                          f"{html.escape(str(reasons.index[0]))}): not counted below. Re-check them in the app "
+                          f"(List: re-check changed tracklets).", "warn"))
+    parts.append(f"<p>{len(marks)} tracklets with a current mark (one mark per tracklet: the newest), "
+                 f"{len(status.stale)} stale.</p>")
+    parts.append(table(["mark", "meaning", "tracklets", "frames"], [
         ["correct", "ID label correct", vs.counts["correct"], vs.frames["correct"]],
         ["wrong", "ID label wrong", vs.counts["wrong"], vs.frames["wrong"]],
         ["ambig", "has an ID but should not", vs.counts["ambig"], vs.frames["ambig"]],
         ["falseneg", "called non-ant, is an ant", vs.counts["falseneg"], vs.frames["falseneg"]],
         ["trueneg", "called non-ant, is not an ant", vs.counts["trueneg"], vs.frames["trueneg"]],
         [Html("<b>all</b>"), "", sum(vs.counts.values()), sum(vs.frames.values())],
-    ], cls="num")]
+    ], cls="num"))
     parts.append(table(RATE_HEADER, rate_rows([
         ("wrong ID", "wrong / (correct + wrong)", vs.wrong_id),
         ("false positive", "ambig / (ambig + correct + wrong)", vs.false_positive),
@@ -181,42 +215,66 @@ def _validation_section(session: SessionResult, marks: pd.DataFrame, tt: pd.Data
             ("classified (validate-app 'assigned')", "ID or non-ant label, among all classified tracklets", r)])))
     if session.review_plan is not None:
         parts.append(_review_plan_part(session.review_plan, marks))
+    parts.append(_classifier_part(session, status))
+    parts.append(_agreement_part(status))
     kind_of = dict(zip(tt.tracklet, tt.kind))
-    unknown = [t for t in marks.tracklet if t not in kind_of]
     inconsistent = [t for t, m in zip(marks.tracklet, marks.mark) if t in kind_of and (
         (m in ("correct", "wrong", "ambig") and kind_of[t] != KIND_ID)
         or (m in ("falseneg", "trueneg") and kind_of[t] != KIND_NONANT))]
-    if unknown:
-        parts.append(note(f"{len(unknown)} marked tracklet(s) are not in this session's autoids (e.g. "
-                          f"<code>{html.escape(unknown[0])}</code>): marks from an older classification?", "warn"))
     if inconsistent:
-        parts.append(note(f"{len(inconsistent)} mark(s) do not fit the tracklet's current label kind (e.g. "
-                          f"<code>{html.escape(inconsistent[0])}</code>): the classification changed since "
-                          f"validation?", "warn"))
+        parts.append(note(f"{len(inconsistent)} mark(s) without a recorded autoID do not fit the tracklet's current "
+                          f"label kind (e.g. <code>{html.escape(inconsistent[0])}</code>): the classification "
+                          f"changed since validation?", "warn"))
     return "".join(parts)
 
 
+def _classifier_part(session: SessionResult, status: MarkStatus) -> str:
+    """Marks per classifier they judged (a retrain is compared with the classifier before it)."""
+    allm = pd.concat([status.current_rows.assign(_stale=False), status.stale.assign(_stale=True)],
+                     ignore_index=True)
+    if allm.empty or set(allm["classifier_sha256"]) == {""}:
+        return ""
+    now = set(session.classifiers.values())
+    rows = []
+    for sha, sub in allm.groupby("classifier_sha256", sort=False):
+        vs = validation_stats(zip(sub["mark"], sub["n_frames"]))
+        rows.append([Html(f"<code>{html.escape(sha[:12])}</code>") if sha else "not recorded",
+                     "yes" if sha in now else "no", len(sub), int(sub["_stale"].sum()), vs.wrong_id[0].format()])
+    return ("<p>Marks per classifier they judged (<i>current</i> = produced the autoIDs now in "
+            "<code>labels/</code>):</p>" + table(["classifier (sha256)", "current", "tracklets marked", "stale",
+                                                 "wrong ID (per tracklet, exact 95 % CI)"], rows, cls="num"))
+
+
+def _agreement_part(status: MarkStatus) -> str:
+    """Agreement between annotators on the tracklets two of them marked (current marks only)."""
+    rows = status.current_rows
+    names = sorted({a for a in rows["annotator"] if a})
+    if len(names) < 2:
+        return ""
+    agree = annotator_agreement(zip(rows["tracklet"], rows["annotator"], rows["mark"]))
+    if not agree:
+        return (f"<p>Agreement between annotators: {len(names)} annotators, but no tracklet was marked by two of "
+                f"them.</p>")
+    return ("<p><b>Agreement between annotators</b> (tracklets both marked, current marks):</p>"
+            + table(["annotators", "tracklets both marked (n)", "same mark (exact 95 % CI)", "Cohen's kappa"],
+                    [[f"{a.first} & {a.second}", a.n, a.percent.format(),
+                      "n/a" if a.kappa is None else f"{a.kappa:.2f}"] for a in agree], cls="num"))
+
+
 def _review_plan_part(plan: pd.DataFrame, marks: pd.DataFrame | None) -> str:
-    """How far the random review plan is judged, and the rates over the planned tracklets only (a random sample:
-    unlike marks given while browsing, these estimate the session's rates)."""
-    n = len(plan)
-    judged = marks[marks.tracklet.isin(set(plan.tracklet))] if marks is not None else pd.DataFrame()
-    k = len(judged)
+    """How far the random review plan is judged, and its estimates from the planned tracklets only, plan weights
+    applied (a random sample: unlike marks given while browsing, these estimate the session's rates)."""
+    current = dict(zip(marks["tracklet"], marks["mark"])) if marks is not None else {}
+    est = plan_estimates(plan, current)
+    n, k = est["planned"], est["judged"]
     parts = [f"<p><b>Review plan</b> (<code>classifier/review_plan.csv</code>, random, stratified by label and "
              f"length): {k} of {n} planned tracklets judged ({fmt_pct(k / n if n else None)}); "
-             f"{plan['stratum'].nunique()} strata.</p>"]
+             f"{est['strata'] if est['strata'] is not None else 'no'} strata.</p>"]
     if k:
-        vs = validation_stats(zip(judged["mark"], judged["n_frames"]))
-        parts.append("<p>Rates over the planned tracklets only:</p>")
-        parts.append(table(RATE_HEADER, rate_rows([
-            ("wrong ID", "wrong / (correct + wrong)", vs.wrong_id),
-            ("false positive", "ambig / (ambig + correct + wrong)", vs.false_positive),
-            ("false negative", "falseneg / (falseneg + trueneg)", vs.false_negative),
-        ])))
-        w = pd.to_numeric(plan.get("weight"), errors="coerce") if "weight" in plan.columns else None
-        if w is not None and w.notna().all() and w.nunique() > 1:
-            parts.append(note("the plan is not self-weighting (strata drawn at different rates): the unweighted "
-                              "rates above over-represent small strata.", "warn"))
+        parts.append("<p>Rates over the planned tracklets only, plan weights applied (anTraX's Table 2 way):</p>")
+        parts.append(table(["estimate", "definition", "rate (judged tracklets, exact 95 % CI)"],
+                           [[name.replace("_", " "), PLAN_DEFINITIONS[name], r.format()]
+                            for name, r in est["estimates"].items()]))
     return "".join(parts)
 
 
@@ -261,7 +319,17 @@ gate, then the gate at each <code>min_conf</code>: coverage = tracklets whose tr
 ID ÷ tracklets whose true label is an ID; error = tracklets given an ID other than their true label ÷ tracklets given an
 ID. Intervals: exact Clopper–Pearson (tracklets).</li>
 <li><b>Review plan</b>: tracklets drawn at random for judging, stratified by label × length bin with proportional
-allocation, so rates over the planned tracklets estimate the session's rates; marks given while browsing need not.</li>
+allocation, so rates over the planned tracklets estimate the session's rates; marks given while browsing need not.
+Each judged tracklet is weighted by the plan's <code>weight</code> (stratum size ÷ tracklets drawn); the interval is
+the exact Clopper–Pearson interval at the Kish effective sample size (Σw)²/Σw² — with equal weights exactly the
+interval of k of n.</li>
+<li><b>Current and stale marks</b>: a mark records the autoID it judged and the sha256 of the classifier that produced
+it. After re-classification a mark whose autoID or classifier changed is stale: it no longer judges what is in
+<code>labels/</code> and is not counted (the app lists such tracklets for a re-check). A tracklet marked by several
+annotators counts once (the newest current mark); <b>agreement</b> compares annotators on the tracklets both marked
+(percent with the same mark, and Cohen's kappa = (observed − chance agreement) ÷ (1 − chance agreement)).</li>
+<li><b>ID conflict</b>: the same ID on two tracklets of one movie whose frame ranges overlap — one ant cannot be in two
+places; anTraX's solve has to undo each.</li>
 <li><b>Score</b> = Σ P(label) over the frames whose top class is an ID (anTraX); it grows with tracklet length and is
 solve's propagation priority, so "score ÷ frames" is shown as a length-free confidence.</li>
 </ul>
@@ -273,8 +341,8 @@ solve's propagation priority, so "score ÷ frames" is shown as a length-free con
 # --------------------------------------------------------------------------------------------------------------------
 
 
-#: (session, per-movie summary, tracklet table, validation marks or None)
-Prepared = tuple[SessionResult, pd.DataFrame, pd.DataFrame, pd.DataFrame | None]
+#: (session, per-movie summary, tracklet table, validation marks or None, the marks against the current classification)
+Prepared = tuple[SessionResult, pd.DataFrame, pd.DataFrame, pd.DataFrame | None, MarkStatus | None]
 
 
 def _overview(prepared: Sequence[Prepared]) -> str:
@@ -282,28 +350,31 @@ def _overview(prepared: Sequence[Prepared]) -> str:
     if not prepared:
         return note("No session was given.")
     rows, rcls = [], []
-    for s, summary, tt, marks in prepared:
+    for s, summary, tt, marks, status in prepared:
         tot = summary_totals(summary)
         nfail = int(summary.status.isin(["failed", "missing"]).sum())
         rows.append([s.experiment, s.session, len(summary), nfail, tot["tracklets"], tot["frames"],
                      pct(tot["assignment_rate"]), pct(tot["assignment_rate_tracklets"]),
-                     "yes" if s.truth else "no", "yes" if marks is not None else "no"])
+                     "yes" if s.truth else "no",
+                     f"{len(status.current)} current, {len(status.stale)} stale" if status is not None else "no"])
         rcls.append("bad" if nfail else "")
     return table(["experiment", "session", "movies", "failed/missing", "tracklets", "frames",
                   "assignment rate (frames)", "assignment rate (tracklets)", "ground truth",
                   "validation marks"], rows, cls="num", row_classes=rcls)
 
 
-def _session_part(i: int, prepared: Prepared, params: Mapping[str, Any] | None) -> list[str]:
-    """A session's heading and sections: classification per movie, ground truth, validation marks (or the review
-    plan alone), what to label next."""
-    s, summary, tt, marks = prepared
-    body = [f'<h2 id="s{i}">{html.escape(s.name)}</h2>', "<h3>Classification per movie</h3>",
+def _session_part(i: int, prepared: Prepared, params: Mapping[str, Any] | None,
+                  card: ClassifierCard | None = None) -> list[str]:
+    """A session's heading and sections: the blobs behind the numbers, classification per movie, ground truth,
+    validation marks (or the review plan alone), what to label next."""
+    s, summary, tt, _marks, status = prepared
+    body = [f'<h2 id="s{i}">{html.escape(s.name)}</h2>', blobs_section(s, status, tt, card),
+            "<h3>Classification per movie</h3>",
             _summary_section(s, summary, tt, params), "<h3>Against the ground truth</h3>",
             _truth_section(s, tt) if s.truth else "<p>Ground truth: not available.</p>", "<h3>Validation marks</h3>",
-            _validation_section(s, marks, tt) if marks is not None
+            _validation_section(s, status, tt) if status is not None
             else "<p>Validation marks (<code>classifier/validation.csv</code>): not available.</p>"]
-    if marks is None and s.review_plan is not None:
+    if status is None and s.review_plan is not None:
         body.append(_review_plan_part(s.review_plan, None))
     body.append("<h3>What to label next</h3>")
     body.append(_label_next_section(s))
@@ -312,26 +383,31 @@ def _session_part(i: int, prepared: Prepared, params: Mapping[str, Any] | None) 
 
 def build_report(sessions: Sequence[SessionResult], card: ClassifierCard | None, out_html: str | Path,
                  params: Mapping[str, Any] | None = None,
-                 title: str = "antrax-pipe classification report", validation: Any = None) -> Path:
+                 title: str = "antrax-pipe classification report", validation: Any = None,
+                 max_error: float = MAX_ERROR) -> Path:
     """Write the self-contained HTML validation report atomically and return its path.
 
     ``validation``: the classifier's held-out evaluation (:class:`antrax_pipe.io.heldout.ClassifierValidation` or
-    the path of its ``validation.h5``) for the coverage–error curve; None → "not available".
+    the path of its ``validation.h5``) for the coverage–error curve; None → "not available". ``max_error``: the
+    largest acceptable ID error of the verdict (ready for solve when the whole 95 % interval is below it).
     """
     if isinstance(validation, (str, Path)):
         validation = read_validation(validation)
-    prepared = []
+    prepared: list[Prepared] = []
     for s in sessions:
         tt = tracklet_table(s)
-        prepared.append((s, summarize_session(s), tt, marks_table(s)))
+        marks = marks_table(s)
+        prepared.append((s, summarize_session(s), tt, marks, mark_status(s, marks, tt) if marks is not None
+                         else None))
 
     now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     body: list[str] = [f"<h1>{html.escape(title)}</h1>",
                        f'<p class="small">antrax-pipe {__version__}, generated {html.escape(now)}.</p>']
+    body.append(verdict_screen([(i, s, summ, st) for i, (s, summ, _, _, st) in enumerate(prepared)], max_error))
     toc = ['<li><a href="#overview">Overview</a></li>', '<li><a href="#params">Thresholds in use</a></li>']
     toc += [f'<li><a href="#s{i}">{html.escape(s.name)}</a></li>' for i, (s, *_) in enumerate(prepared)]
     toc += ['<li><a href="#card">Classifier model card</a></li>', '<li><a href="#defs">Definitions</a></li>']
-    body.append(f"<ul>{''.join(toc)}</ul>")
+    body.append(f'<ul class="toc">{"".join(toc)}</ul>')
 
     body.append('<h2 id="overview">Overview</h2>')
     body.append(_overview(prepared))
@@ -341,13 +417,14 @@ def build_report(sessions: Sequence[SessionResult], card: ClassifierCard | None,
     else:
         body.append("<p>Aggregation parameters: not available.</p>")
     for i, p in enumerate(prepared):
-        body.extend(_session_part(i, p, params))
+        body.extend(_session_part(i, p, params, card))
 
     body.append('<h2 id="card">Classifier model card</h2>')
     body.append(card_section(card, prepared[0][0].labels if prepared else None, validation, params))
     body.append(f'<h2 id="defs">Definitions</h2>{_DEFINITIONS}')
 
     page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>{html.escape(title)}</title><style>\n{_css()}</style></head>\n<body>\n"
             + "\n".join(body) + "\n</body></html>\n")
     return atomic_write_text(out_html, page)

@@ -2,17 +2,20 @@
 
 Plots use matplotlib's object API (``Figure`` + Agg canvas), never ``pyplot``, so no global backend or figure state is
 touched. :func:`coverage_error_figure` returns the figure itself (the ``coverage_plot`` stage saves it as a PNG file).
+Made to be read on a laptop screen: 150 dpi, 11–13 pt text (every plot function runs under :data:`READABLE`).
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import matplotlib
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -28,8 +31,20 @@ KIND_COLOR: dict[str, str] = {
     KIND_OTHER: "#937860", KIND_UNLISTED: "#da8bc3",
 }
 
-#: Resolution of every PNG (figure sizes are in inches).
-_DPI = 80
+#: Resolution of every PNG (figure sizes are in inches): sharp on a laptop screen.
+_DPI = 150
+#: Text sizes of every plot (points): legible when the page scales a figure down to its column.
+READABLE: dict[str, Any] = {"font.size": 12, "axes.titlesize": 13, "axes.labelsize": 12, "xtick.labelsize": 11,
+                            "ytick.labelsize": 11, "legend.fontsize": 11, "figure.titlesize": 13}
+
+
+def _readable(fn):
+    """Run a plot function with the :data:`READABLE` text sizes (matplotlib reads them when artists are made)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with matplotlib.rc_context(READABLE):
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 def _new_figure(w: float, h: float) -> Figure:
@@ -51,6 +66,7 @@ def _label_order(labels: LabelSet, present: Iterable[str]) -> list[str]:
     return order + extra
 
 
+@_readable
 def plot_label_distribution(tt: pd.DataFrame, labels: LabelSet, title: str) -> str:
     """Bars per label (every labels.csv label, so an ID never assigned shows as an empty slot), tracklets and frames."""
     order = _label_order(labels, tt.label.unique())
@@ -65,15 +81,16 @@ def plot_label_distribution(tt: pd.DataFrame, labels: LabelSet, title: str) -> s
         ax.set_ylabel(what)
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(axis="y", alpha=0.3)
-    axes[1].set_xticks(x, order, rotation=60, ha="right", fontsize=8)
-    axes[0].set_title(title, fontsize=10)
+    axes[1].set_xticks(x, order, rotation=60, ha="right")
+    axes[0].set_title(title)
     kinds_present = [k for k in KINDS if any(label_kind(lab, labels) == k for lab in order)]
     handles = [Patch(color=KIND_COLOR[k], label=k) for k in kinds_present]
     if handles:
-        fig.legend(handles=handles, fontsize=7, ncols=len(handles), loc="outside upper right")
+        fig.legend(handles=handles, ncols=len(handles), loc="outside upper right")
     return _img(fig, f"label distribution, {title}")
 
 
+@_readable
 def plot_scores(tt: pd.DataFrame, title: str) -> str | None:
     """Scores of ID tracklets: the raw score (Σ P(label) over ID frames — grows with length, it is solve's priority)
     and score ÷ frames (≈ mean confidence). ``None`` when no tracklet has an ID."""
@@ -98,10 +115,11 @@ def plot_scores(tt: pd.DataFrame, title: str) -> str | None:
     for ax in (ax1, ax2):
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title)
     return _img(fig, f"score distribution, {title}")
 
 
+@_readable
 def plot_lengths(tt: pd.DataFrame, title: str, short_len: float | None = None) -> str | None:
     """Tracklet length (frames) histogram per outcome kind, log bins; the short-tracklet threshold marked if known."""
     if tt.empty:
@@ -121,11 +139,12 @@ def plot_lengths(tt: pd.DataFrame, title: str, short_len: float | None = None) -
     ax.set_ylabel("tracklets")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    ax.set_title(title, fontsize=10)
+    ax.legend()
+    ax.set_title(title)
     return _img(fig, f"tracklet length by outcome, {title}")
 
 
+@_readable
 def plot_per_movie(tt: pd.DataFrame, title: str) -> str | None:
     """Length (all tracklets, log scale) and score ÷ frames (ID tracklets) per movie: boxes up to 40 movies, a
     median line with its interquartile band beyond (a movie that differs stands out either way)."""
@@ -152,16 +171,16 @@ def plot_per_movie(tt: pd.DataFrame, title: str) -> str | None:
             hi = np.array([np.percentile(d, 75) if len(d) else np.nan for d in data])
             ax.fill_between(x, lo, hi, color=color, alpha=0.3, label="25–75 %")
             ax.plot(x, med, color="k", lw=1, label="median")
-            ax.legend(fontsize=7)
+            ax.legend()
         ax.grid(axis="y", alpha=0.3)
     ax1.set_yscale("log")
     ax1.set_ylabel("tracklet length\n(frames)")
     ax2.set_ylabel("ID tracklets:\nscore ÷ frames")
     ax2.set_ylim(-0.02, 1.02)
     step = max(1, len(movies) // 30)
-    ax2.set_xticks(x[::step], [str(m) for m in movies][::step], fontsize=8)
+    ax2.set_xticks(x[::step], [str(m) for m in movies][::step])
     ax2.set_xlabel("movie")
-    ax1.set_title(f"per movie, {title}", fontsize=10)
+    ax1.set_title(f"per movie, {title}")
     return _img(fig, f"per-movie length and score distributions, {title}")
 
 
@@ -171,6 +190,7 @@ def plot_coverage_error(curve: pd.DataFrame, configured: float | None, marks: Se
     return _img(fig, "coverage-error curve over min_conf") if fig is not None else None
 
 
+@_readable
 def coverage_error_figure(curve: pd.DataFrame, configured: float | None, marks: Sequence[float] = ()) -> Figure | None:
     """Left: error vs coverage as ``min_conf`` moves (thresholds marked); right: both against ``min_conf`` with the
     configured value as a vertical line. None when the curve has no defined coverage (no true-ID tracklet)."""
@@ -183,14 +203,14 @@ def coverage_error_figure(curve: pd.DataFrame, configured: float | None, marks: 
     for t in marks:
         row = c.iloc[int(np.argmin(np.abs(c.min_conf.to_numpy() - t)))]
         if np.isfinite(row.error):
-            ax1.annotate(f"{t:g}", (row.coverage, row.error * 100), fontsize=7, xytext=(3, 3),
+            ax1.annotate(f"{t:g}", (row.coverage, row.error * 100), xytext=(3, 3),
                          textcoords="offset points")
     if configured is not None:
         row = c.iloc[int(np.argmin(np.abs(c.min_conf.to_numpy() - configured)))]
         if np.isfinite(row.error):
             ax1.plot([row.coverage], [row.error * 100], "*", color="#c44e52", ms=14,
                      label=f"configured min_conf {configured:g}")
-            ax1.legend(fontsize=7)
+            ax1.legend()
     ax1.set_xlabel("coverage (ID tracklets given an ID)")
     ax1.set_ylabel("error (% of IDs given that are wrong)")
     ax1.set_xlim(-0.02, 1.02)
@@ -203,11 +223,12 @@ def coverage_error_figure(curve: pd.DataFrame, configured: float | None, marks: 
     ax2.set_ylabel("%")
     ax2.set_ylim(-2, 102)
     ax2.grid(alpha=0.3)
-    ax2.legend(fontsize=7)
-    fig.suptitle("held-out tracklets: coverage and error of the tracklet rule over min_conf", fontsize=10)
+    ax2.legend()
+    fig.suptitle("held-out tracklets: coverage and error of the tracklet rule over min_conf")
     return fig
 
 
+@_readable
 def plot_trainset_counts(counts: Mapping[str, int], labels: LabelSet | None) -> str:
     names = list(counts)
     values = np.array([counts[n] for n in names], dtype=float)
@@ -215,16 +236,17 @@ def plot_trainset_counts(counts: Mapping[str, int], labels: LabelSet | None) -> 
     ax = fig.subplots()
     x = np.arange(len(names))
     ax.bar(x, values, color=[KIND_COLOR[label_kind(n, labels)] if labels else "#4c72b0" for n in names])
-    ax.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
+    ax.set_xticks(x, names, rotation=60, ha="right")
     ax.set_ylabel("training images")
     if len(values) and values.max() > 0:
         ax.axhline(np.median(values), color="k", ls=":", lw=1, label=f"median {np.median(values):g}")
-        ax.legend(fontsize=7)
+        ax.legend()
     ax.grid(axis="y", alpha=0.3)
-    ax.set_title("trainset images per label", fontsize=10)
+    ax.set_title("trainset images per label")
     return _img(fig, "trainset counts per label")
 
 
+@_readable
 def plot_history(history: Mapping[str, Sequence[float]]) -> str | None:
     """One panel per metric (loss, accuracy, …): training and, if recorded, validation (``val_<metric>``) per epoch."""
     def clean(v: Any) -> np.ndarray:
@@ -244,12 +266,13 @@ def plot_history(history: Mapping[str, Sequence[float]]) -> str | None:
                 ax.plot(np.arange(1, len(y) + 1), y, style, ms=3, label=lab)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(b, fontsize=10)
+        ax.set_title(b)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend()
     return _img(fig, "training curves")
 
 
+@_readable
 def plot_confusion(cm: np.ndarray, classes: Sequence[str], groups: Sequence[str]) -> str:
     """Row-normalised heatmap (rows = true), classes grouped by kind with separating lines; counts written in."""
     n = len(classes)
@@ -259,8 +282,8 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str], groups: Sequence[str]
     fig = _new_figure(size + 1, size)
     ax = fig.subplots()
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(np.arange(n), classes, rotation=90, fontsize=7)
-    ax.set_yticks(np.arange(n), classes, fontsize=7)
+    ax.set_xticks(np.arange(n), classes, rotation=90)
+    ax.set_yticks(np.arange(n), classes)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     for i in range(1, n):
@@ -271,8 +294,8 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str], groups: Sequence[str]
         for i in range(n):
             for j in range(n):
                 if cm[i, j]:
-                    ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=6,
+                    ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=9,
                             color="white" if norm[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, shrink=0.7, label="fraction of true class")
-    ax.set_title("validation confusion matrix (row-normalised)", fontsize=10)
+    ax.set_title("validation confusion matrix (row-normalised)")
     return _img(fig, "confusion matrix")

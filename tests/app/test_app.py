@@ -367,9 +367,11 @@ def test_marks_are_saved_at_once_updated_in_place_and_read_by_the_report(client,
     noant, unknown = app_exp.tracklet_with("NoAnt"), app_exp.tracklet_with("Unknown")
     assert client.post("/api/mark", {"movie": 1, "tracklet": pb, "mark": "correct"})["mark"] == "correct"
     cols, rows = read_validation_rows(app_exp.validation_csv)
-    assert cols == ["tracklet", "movie", "autoID", "mark", "n_frames", "timestamp"]
+    # issue 15: the classifier judged and the annotator are appended after the original six columns
+    assert cols == ["tracklet", "movie", "autoID", "mark", "n_frames", "timestamp", "classifier_sha256", "annotator"]
     assert [(r["tracklet"], r["movie"], r["autoID"], r["mark"], r["n_frames"]) for r in rows] == \
         [(pb, "1", "PB", "correct", str(len(app_exp.images(1, pb))))]
+    assert rows[0]["annotator"] == client.get("/api/info")["annotator"] != ""
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d$", rows[0]["timestamp"])
     client.post("/api/mark", {"movie": 1, "tracklet": pg, "mark": "correct"})
     client.post("/api/mark", {"movie": 1, "tracklet": pg, "mark": "wrong"})  # re-marking moves it

@@ -251,7 +251,8 @@ def test_marks_table_last_mark_wins_and_bad_mark():
     assert len(mt) == 5 and mt.set_index("tracklet").loc[T2, "mark"] == "wrong"
     rows = [{"Tracklet": T6, "autoid": "Multi", "MARK": "Ambig"}]  # case-insensitive columns, n_frames from name
     mt = marks_table(make_session(validation_marks=rows))
-    assert mt.iloc[0].tolist() == [T6, "Multi", "ambig", 20]
+    assert mt.iloc[0].tolist()[:4] == [T6, "Multi", "ambig", 20]
+    assert mt.iloc[0].tolist()[4:] == ["", "", ""]  # classifier_sha256, annotator, timestamp: not recorded
     with pytest.raises(AntraxFormatError, match=rf"tracklet '{T1}' is 'great'"):
         marks_table(make_session(validation_marks=[{"tracklet": T1, "mark": "great"}]))
 
@@ -376,9 +377,11 @@ def test_app_written_validation_csv_is_read(tmp_path):
     vf.set(T4, "falseneg", {"movie": 1, "autoID": "NoAnt", "n_frames": ""})  # empty n_frames → from the name
     vf.set(T1, "ambig", {"movie": 1, "autoID": "A", "n_frames": 10})  # re-marked: replaces the row
     header = (tmp_path / "validation.csv").read_text().splitlines()[0]
-    assert header == "tracklet,movie,autoID,mark,n_frames,timestamp"
+    # issue 15: the classifier a mark judged and its annotator are appended after the original six columns
+    assert header == "tracklet,movie,autoID,mark,n_frames,timestamp,classifier_sha256,annotator"
     df = load_validation_marks(tmp_path / "validation.csv")
-    assert df.values.tolist() == [[T1, "A", "ambig", 10], [T2, "A", "wrong", 5], [T4, "NoAnt", "falseneg", 30]]
+    assert df[["tracklet", "autoID", "mark", "n_frames"]].values.tolist() == [
+        [T1, "A", "ambig", 10], [T2, "A", "wrong", 5], [T4, "NoAnt", "falseneg", 30]]
 
 
 def new_layout_card() -> ClassifierCard:
