@@ -1,6 +1,6 @@
 """Per-movie blob classification: images_<m>.mat (one or more parts) → per-image class probabilities file.
 
-Why this shape (measurements doc §3b, §6):
+Why this shape (docs/workflow.md#performance-notes):
 
 * Tracklets are read **one at a time** (a movie file can hold GBs) and preprocessed straight into a fixed batch buffer
   that **crosses tracklet boundaries**: one ``predict_on_batch`` per ``batch_size`` images, never one per tracklet
@@ -54,7 +54,7 @@ def configure_tf(threads: int | None = None, gpu: bool = True) -> dict:
     """Match TF's thread pools to the job's allocation and use a visible GPU; call before any TF op runs.
 
     ``threads`` → intra-op threads (what the scheduler gave the job); inter-op = 2 (TF needs ≥ 2 or training is
-    slow, measurements §3d). ``None``/0 keeps TF's default (all cores). GPUs get memory growth, so several jobs can
+    slow, docs/workflow.md#performance-notes). ``None``/0 keeps TF's default (all cores). GPUs get memory growth, so several jobs can
     share one; ``gpu=False`` hides them. Returns what was set, for the job log.
     """
     import tensorflow as tf

@@ -253,7 +253,7 @@ class ClassifierCard:
     training: dict = field(default_factory=dict)
     trainset_hash: str | None = None
     metrics: dict = field(default_factory=dict)
-    # anTraX prmtrs (spec §6) carried on the card so that inference and a re-save keep them.
+    # anTraX prmtrs (docs/antrax-format.md#classifier-file) carried on the card so that inference and a re-save keep them.
     name: str = "classifier"
     crop_size: int | None = None
     scale: float = 1.0

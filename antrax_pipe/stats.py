@@ -207,12 +207,12 @@ KIND_UNKNOWN = "Unknown"
 KIND_OTHER = "other"
 KIND_UNLISTED = "unlisted"
 #: Display order. ``other`` = other_labels that are neither multi nor Unknown; ``unlisted`` = in no labels.csv category
-#: (classifier and labels.csv out of sync, spec §14.8).
+#: (classifier and labels.csv out of sync, docs/tracklet-rule.md#known-bugs, item 8).
 KINDS: tuple[str, ...] = (KIND_ID, KIND_NONANT, KIND_MULTI, KIND_UNKNOWN, KIND_OTHER, KIND_UNLISTED)
 
 
 def label_kind(label: str, labels: LabelSet | None) -> str:
-    """What a tracklet label means for the experiment, as anTraX's aggregation and solve read it (spec §10/§11).
+    """What a tracklet label means for the experiment, as anTraX's aggregation and solve read it (docs/tracklet-rule.md#label-roles).
 
     Multi classes are recognised by name first (anTraX does so), then ``Unknown`` by name, then labels.csv categories.
     Without a LabelSet only the name-based kinds can be told apart; the rest is ``unlisted``.
@@ -233,7 +233,7 @@ def label_kind(label: str, labels: LabelSet | None) -> str:
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# anTraX's validation statistics (spec §12) and accuracy against a ground truth
+# anTraX's validation statistics (docs/workflow.md#validation-statistics) and accuracy against a ground truth
 # --------------------------------------------------------------------------------------------------------------------
 
 MARKS: tuple[str, ...] = ("correct", "wrong", "ambig", "falseneg", "trueneg")
@@ -251,7 +251,7 @@ class ValidationStats:
 
 
 def validation_stats(marks: Iterable[tuple[str, int]]) -> ValidationStats:
-    """From (mark, n_frames) per validated tracklet, anTraX's definitions (spec §12), C/W/A/FN/TN = mark counts:
+    """From (mark, n_frames) per validated tracklet, anTraX's definitions (docs/workflow.md#validation-statistics), C/W/A/FN/TN = mark counts:
 
     wrong id = W/(C+W); false positive = A/(A+C+W) (an ID given to a tracklet that should have none);
     false negative = FN/(FN+TN) (a tracklet called non-ant that is an ant). Frame-weighted: the same with each tracklet

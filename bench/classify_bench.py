@@ -96,7 +96,7 @@ def write_movie(path: Path, lengths: np.ndarray, size: int, rng: np.random.Gener
 
 
 def small_model(target_size: int, n_classes: int):
-    """anTraX's ``models.small`` (spec §7): 3 × [Conv 3×3 relu → MaxPool 2 → BN → Dropout .25] → Flatten → BN →
+    """anTraX's ``models.small`` (docs/tracklet-rule.md#architectures): 3 × [Conv 3×3 relu → MaxPool 2 → BN → Dropout .25] → Flatten → BN →
     Dropout → Dense softmax; input 0–255 float, no rescaling (as anTraX)."""
     import keras
     from keras import layers

@@ -1,4 +1,4 @@
-"""Tracklet aggregation (spec §10): every branch of anTraX's rule against hand-computed expectations, ties, the
+"""Tracklet aggregation (docs/tracklet-rule.md#the-rule-step-by-step): every branch of anTraX's rule against hand-computed expectations, ties, the
 usepassed selection, the alternatives, check_classes, and aggregate_movie on a real probabilities file.
 
 No TensorFlow here: probabilities are written by hand (a probabilities file is plain HDF5).

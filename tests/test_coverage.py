@@ -47,7 +47,7 @@ def test_gate_is_nan_for_non_id_and_max_over_all_id_columns_for_antrax():
     noant = np.array([[0.05, 0.05, 0, 0.9, 0]] * 3, np.float32)
     assert math.isnan(tracklet_decision(noant, CLASSES, LABELS)[1])
     # ant frames: rows 0 and 1 (argmax A, B); B's sum wins? A: 0.6+0.3=0.9, B: 0.2+0.65=0.85 → A; gate = max over
-    # both ID columns of ant frames = 0.65 (B's column: anTraX tests any ID, spec §14.11); n_gate = 2 ant frames
+    # both ID columns of ant frames = 0.65 (B's column: anTraX tests any ID, docs/tracklet-rule.md#known-bugs, item 11); n_gate = 2 ant frames
     y = np.array([[0.6, 0.2, 0, 0.2, 0], [0.3, 0.65, 0, 0.05, 0], [0.1, 0.1, 0, 0.8, 0]], np.float32)
     assert tracklet_decision(y, CLASSES, LABELS) == ("A", pytest.approx(0.65), 2)
 

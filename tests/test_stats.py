@@ -132,7 +132,7 @@ LABELS = LabelSet({
     ("multi", KIND_MULTI),
     ("Unknown", KIND_UNKNOWN),
     ("Exclude", KIND_OTHER),
-    ("GG", KIND_UNLISTED),  # an ID the classifier knows but labels.csv does not (spec §14.8)
+    ("GG", KIND_UNLISTED),  # an ID the classifier knows but labels.csv does not (docs/tracklet-rule.md#known-bugs, item 8)
     ("B", KIND_UNLISTED),  # a tag colour is not a class category
 ])
 def test_label_kind_with_labels(label, kind):

@@ -181,7 +181,7 @@ class LabellingMixin:
             raise AppError(503, str(exc)) from None
 
     def stats(self, movie: object = None, autoid: str | None = None) -> dict:
-        """anTraX's running counters (spec §12) over the current marks of the session (one per tracklet, stale marks
+        """anTraX's running counters (docs/workflow.md#validation-statistics) over the current marks of the session (one per tracklet, stale marks
         counted apart), per classifier, the review plan's estimates, and the assignment rate over the current pool
         (movie + autoID filter)."""
         summary = marks_summary(self.validation.rows(), self.judge)

@@ -1,4 +1,4 @@
-"""Writer/reader of ``labels/autoids_<m>.csv`` (spec §11), byte-compatible with anTraX.
+"""Writer/reader of ``labels/autoids_<m>.csv`` (docs/antrax-format.md#autoids), byte-compatible with anTraX.
 
 Header ``tracklet,label,score,best_frame``; one row per image dataset in file order; comma, no quoting, LF.
 ``score`` is Python's ``str(float)`` of the float32 sum for ID rows and the literal ``0`` otherwise; ``best_frame`` is

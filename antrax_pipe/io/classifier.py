@@ -101,7 +101,7 @@ def antrax_prmtrs(card: ClassifierCard, modelfile: str | None = None) -> dict:
 
 
 def card_from_antrax(prmtrs: dict, classes: list[str], source: str) -> ClassifierCard:
-    """A card for an anTraX-written classifier, with anTraX's load-time defaults (``hsymmetry`` → True, spec §6)."""
+    """A card for an anTraX-written classifier, with anTraX's load-time defaults (``hsymmetry`` → True, docs/antrax-format.md#classifier-file)."""
     try:
         target = int(prmtrs["target_size"])
     except (KeyError, TypeError, ValueError) as exc:

@@ -1,4 +1,4 @@
-"""Readers of the blob-image files ``images/images_<m>.mat`` and ``frame_passed_<m>.mat`` (spec §3).
+"""Readers of the blob-image files ``images/images_<m>.mat`` and ``frame_passed_<m>.mat`` (docs/antrax-format.md#blob-image-files).
 
 The files are MAT v7.3 = HDF5 behind a 512-byte user block; h5py opens them directly. One uint8 dataset per tracklet,
 h5py shape (N, 3, W, H), or (3, W, H) for a one-frame tracklet. We read **one tracklet at a time** (a movie file can
@@ -179,7 +179,7 @@ def read_frame_passed(path: str | Path) -> dict[str, np.ndarray]:
 def find_movie_images(images_dir: str | Path) -> dict[int, MovieImages]:
     """Movies that have blob images in ``images_dir``: movie → its file(s), parts ordered by part number.
 
-    Names are matched with a regex (anTraX strips character sets instead, spec §14.5). A movie with both a plain and
+    Names are matched with a regex (anTraX strips character sets instead, docs/tracklet-rule.md#known-bugs, item 5). A movie with both a plain and
     parted files is an error: which one is current cannot be decided.
     """
     images_dir = Path(images_dir)

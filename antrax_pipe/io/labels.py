@@ -1,8 +1,8 @@
-"""Reader/writer of ``parameters/labels.csv`` (spec §2).
+"""Reader/writer of ``parameters/labels.csv`` (docs/antrax-format.md#labelscsv).
 
 New format: no header, ``label<TAB>category`` per row. Old format (selected, as in anTraX, when
 ``parameters/labels.mat`` exists next to it): ``category,label1,label2,...`` per row. Like MATLAB's ``load_labels``
-(and unlike anTraX's Python, spec §14.8) missing categories are added and ``NoAnt``/``Unknown`` are always present.
+(and unlike anTraX's Python, docs/tracklet-rule.md#known-bugs, item 8) missing categories are added and ``NoAnt``/``Unknown`` are always present.
 """
 
 from __future__ import annotations

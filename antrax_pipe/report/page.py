@@ -122,7 +122,7 @@ def _summary_section(session: SessionResult, summary: pd.DataFrame, tt: pd.DataF
     empty = summary[summary.status == "empty"]
     if len(empty):
         parts.append(note("autoids file without rows for movie(s) " + ", ".join(str(m) for m in empty.movie)
-                          + " — anTraX's MATLAB reader stops at such a file (spec §11).", "warn"))
+                          + " — anTraX's MATLAB reader stops at such a file.", "warn"))
     conflicts = session_conflicts(session)
     if conflicts:
         ex = conflicts[0]
@@ -306,7 +306,7 @@ Multi or multi (recognised by name, as anTraX does); Unknown = the hard-coded "n
 <li><b>Assignment rate</b> = frames of tracklets labelled with an ID ÷ frames of all classified tracklets that are not
 non-ant (ID + multi + Unknown + other + unlisted): the share of ant-tracklet time the classifier identifies before
 graph propagation. The per-tracklet version counts tracklets instead of frames. n/a when the denominator is 0.</li>
-<li><b>Validation rates</b> (anTraX's validate app, spec §12): wrong ID = W/(C+W); false positive = A/(A+C+W);
+<li><b>Validation rates</b> (anTraX's validate app): wrong ID = W/(C+W); false positive = A/(A+C+W);
 false negative = FN/(FN+TN), with C, W, A, FN, TN the tracklets marked correct, wrong, ambig (should not have an ID),
 falseneg (called non-ant, is an ant), trueneg. Frame-weighted: each tracklet weighted by its frames. A tracklet marked
 twice counts once (last mark).</li>

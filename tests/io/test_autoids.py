@@ -1,4 +1,4 @@
-"""labels/autoids_<m>.csv (spec §11): byte-exact anTraX rows, atomic writes, refusal to touch manual IDs."""
+"""labels/autoids_<m>.csv (docs/antrax-format.md#autoids): byte-exact anTraX rows, atomic writes, refusal to touch manual IDs."""
 
 from __future__ import annotations
 

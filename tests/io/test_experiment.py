@@ -1,4 +1,4 @@
-"""Experiments (spec §1, §4, §13): tracklet names, sessions, EXPLIST, --movlist, movies_info.txt, and the demo."""
+"""Experiments (docs/antrax-format.md): tracklet names, sessions, EXPLIST, --movlist, movies_info.txt, and the demo."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def test_tracklet_name_parse_and_frames():
     t = TrackletName.parse("trj_id6_ti1_57002_tf1_57060")
     assert (t.blob_id, t.movie, t.first_frame, t.last_movie, t.last_frame) == (6, 1, 57002, 1, 57060)
     assert t.n_frames == 59 and t.name == "trj_id6_ti1_57002_tf1_57060"
-    # JS16.trj_id7_ti3_869_tf3_908 with fi(3) = 6001 → absolute frames 6869..6908 (spec §5 example)
+    # JS16.trj_id7_ti3_869_tf3_908 with fi(3) = 6001 → absolute frames 6869..6908 (example of docs/antrax-format.md#training-examples)
     assert TrackletName.parse("trj_id7_ti3_869_tf3_908").absolute_frames(6001) == (6869, 6908)
     assert TrackletName.parse("trj_id1_ti1_2291_tf1_2291").n_frames == 1
     assert tracklet_name(12, 4, 100, 40) == "trj_id12_ti4_100_tf4_139"

@@ -1,4 +1,4 @@
-"""Blob-image files (spec §3): MAT v7.3 layout, order, background, parts, frame_passed, malformed files."""
+"""Blob-image files (docs/antrax-format.md#blob-image-files): MAT v7.3 layout, order, background, parts, frame_passed, malformed files."""
 
 from __future__ import annotations
 

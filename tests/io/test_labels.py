@@ -1,4 +1,4 @@
-"""parameters/labels.csv (spec §2): tab format, old comma format + labels.mat, aliases, defaults, errors."""
+"""parameters/labels.csv (docs/antrax-format.md#labelscsv): tab format, old comma format + labels.mat, aliases, defaults, errors."""
 
 from __future__ import annotations
 
