@@ -8,10 +8,12 @@ user owns (the same library function the workflow's trainset rule uses).
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import logging
 import os
 import re
+import shutil
 import sys
 import traceback
 from pathlib import Path
@@ -19,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from .aggregation import check_classes
+from .io.atomic import atomic_write_text
 from .io.classifier import read_card
 from .io.experiment import load_experiment, parse_explist, parse_movlist, resolve_classdir, select_movies
 from .io.labels import read_labels
@@ -67,14 +70,24 @@ def _write_run_files(workdir: Path, config: dict, sheet_rows: list[dict]) -> Pat
         if bad:
             raise AntraxFormatError(f"{r.get('expdir')}: a tab or line break in {bad[0]} cannot be passed on")
     sheet = rundir / "experiments.tsv"
-    sheet.write_text(
+    _write_run_file(
+        sheet,
         "\t".join(cols) + "\n" + "".join("\t".join(str(r.get(c) or "") for c in cols) + "\n" for r in sheet_rows),
-        encoding="utf-8",
     )
     cfg = rundir / "config.yaml"
-    cfg.write_text(yaml.safe_dump(dict(config, experiments=str(sheet)), sort_keys=False, allow_unicode=True),
-                   encoding="utf-8")
+    _write_run_file(cfg, yaml.safe_dump(dict(config, experiments=str(sheet)), sort_keys=False, allow_unicode=True))
     return cfg
+
+
+def _write_run_file(path: Path, text: str) -> None:
+    """Atomically, and only when the content changed: the same command again (while a run reads the file, or on a
+    full disk) leaves it as it is; an error names the file."""
+    try:
+        if path.is_file() and path.read_text(encoding="utf-8") == text:
+            return
+        atomic_write_text(path, text)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
 
 
 def _snakemake_base(workdir: Path, cfg: Path) -> list[str]:
@@ -102,6 +115,8 @@ def _run_snakemake(workdir: Path, config: dict, sheet_rows: list[dict], targets:
     """Run the workflow in ``workdir`` (one run at a time; a stale lock of a killed run is lifted; Ctrl-C stops
     Snakemake cleanly and the same command continues later). See :mod:`antrax_pipe.runner`."""
     workdir.mkdir(parents=True, exist_ok=True)
+    if not getattr(args, "dry", False):
+        _check_free_space([workdir, *(Path(r["expdir"]) / r["session"] for r in sheet_rows)])
     cfg = _write_run_files(workdir, config, sheet_rows)
     cmd = _snakemake_command(workdir, cfg, targets, args)
     with run_lock(workdir):
@@ -118,6 +133,24 @@ def _run_snakemake(workdir: Path, config: dict, sheet_rows: list[dict], targets:
               file=sys.stderr)
         return INTERRUPTED
     return rc
+
+
+#: A run is refused before it starts when the work folder or an experiment's session has less free space than this.
+MIN_FREE_BYTES = 1 << 20
+
+
+def _check_free_space(folders: list[Path]) -> None:
+    """A full disk is said before anything runs, naming the folder (Snakemake would stop with a traceback when it
+    cannot write its lock, and a classification of hours would end in aggregate jobs that cannot write the
+    autoids)."""
+    for folder in dict.fromkeys(folders):
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:  # not there yet, or not ours to stat: the run says what is wrong
+            continue
+        if free < MIN_FREE_BYTES:
+            raise OSError(errno.ENOSPC, f"No space left on device ({free} bytes free; antrax-pipe needs at least "
+                                        f"{MIN_FREE_BYTES >> 20} MiB there): nothing was run", str(folder))
 
 
 def _sheet_name(expname: str, taken: set[str]) -> str:
@@ -233,7 +266,7 @@ def cmd_extract_trainset(args) -> int:
 
     try:
         serve(args.expdir, session=args.session, port=args.port, movlist=parse_movlist(args.movlist), seed=args.seed,
-              open_browser=args.open, quiet=not args.verbose)
+              open_browser=args.open, quiet=not args.verbose, annotator=args.annotator, probs_dir=args.probs_dir)
     except OSError as exc:  # port taken, no permission
         print(f"antrax-pipe: error: cannot serve on 127.0.0.1:{args.port} ({exc})", file=sys.stderr)
         return 2
@@ -304,6 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--movlist", help="movies offered: 4 | 3,5,6 | 1-5,7 | all (default all)")
     x.add_argument("--seed", type=int, help="default seed of the random tracklet order")
     x.add_argument("--open", action="store_true", help="open the page in the default web browser")
+    x.add_argument("--annotator", help="name saved with every mark (default: the OS user name); several people can "
+                                       "judge one experiment, each under their own name")
+    x.add_argument("--probs-dir", help="folder of the movies' probabilities files (results/probs or "
+                                       "results/probs/<exp>): each image's top-2 classes on hover")
     x.add_argument("--verbose", action="store_true", help="log every HTTP request")
     x.set_defaults(func=cmd_extract_trainset)
     return p

@@ -202,3 +202,33 @@ def ensure_link(link: Path, target: Path) -> Path:
     link.parent.mkdir(parents=True, exist_ok=True)
     link.symlink_to(target, target_is_directory=True)
     return link
+
+
+def cached_sha256(path: Path, cache: Path | None = None) -> str:
+    """sha256 of a file, remembered in ``cache`` under its (size, mtime, inode) like the trainset fingerprints: a
+    classifier of hundreds of MB is hashed once, not at every plan."""
+    path = Path(path)
+    known = _load_hash_cache(cache) if cache is not None else {}
+    st = path.stat()
+    stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+    key = str(path.absolute())
+    hit = known.get(key)
+    if hit is not None and hit[:3] == stamp:
+        return hit[3]
+    digest = file_sha256(path)
+    if cache is not None:
+        _save_hash_cache(cache, {**known, key: [*stamp, digest]})
+    return digest
+
+
+def made_by_other_classifier(autoids: Path, provenance: Path, classifier_sha256: str) -> bool:
+    """Whether an existing ``autoids_<m>.csv`` was made by something else than this classifier: its provenance file
+    names another sha256, or there is none (anTraX's own autoids, another tool's). Then the movie is classified
+    again wherever the command runs — file times and a work folder's Snakemake records cannot tell."""
+    if not Path(autoids).is_file():
+        return False
+    try:
+        doc = json.loads(Path(provenance).read_text(encoding="utf-8"))
+        return str(doc["classifier"]["sha256"]) != classifier_sha256
+    except (OSError, ValueError, KeyError, TypeError):
+        return True

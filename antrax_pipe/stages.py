@@ -8,6 +8,7 @@ that need it (through :mod:`antrax_pipe.inference`, :mod:`antrax_pipe.classifier
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ import pandas as pd
 from . import trainset
 from .aggregation import AggregationParams, aggregate_movie, check_classes
 from .classifier import load_classifier
+from .conflicts import find_conflicts, resolve_conflicts
 from .coverage import (
     coverage_error_curve,
     validation_operating_point,
@@ -39,7 +42,7 @@ from .io.heldout import STATUS_OK, read_validation, write_validation
 from .io.images import ImagesFile, read_frame_passed
 from .io.labels import read_labels
 from .io.manifest import build_manifest, write_manifest
-from .io.probabilities import add_attribute
+from .io.probabilities import ProbabilitiesFile, add_attribute
 from .io.review_tables import write_label_next, write_review_plan
 from .model import AntraxFormatError, TrainingError
 from .logutil import progress as console_info
@@ -185,6 +188,57 @@ def classify_stage(
     return Path(probs_out)
 
 
+def aggregation_params(params: Mapping[str, Any]) -> AggregationParams:
+    """The tracklet rule's settings from the workflow's ``aggregate:`` config (other keys, e.g.
+    ``resolve_conflicts``, belong to the stages)."""
+    names = {f.name for f in dataclasses.fields(AggregationParams)}
+    return AggregationParams(**{k: v for k, v in params.items() if k in names})
+
+
+def _conflicts(rows: list, ids: Sequence[str], resolve: bool, movie: str) -> list:
+    """Count the movie's ID conflicts (overlapping tracklets given one ID) and, if asked, resolve them."""
+    found = find_conflicts(rows, ids)
+    if found and resolve:
+        rows, dropped = resolve_conflicts(rows, ids)
+        console_info(log, "%s: %d ID conflict(s); %d tracklet(s) with less evidence set to Unknown", movie,
+                     len(found), len(dropped))
+    elif found:
+        log.info("%s: %d ID conflict(s) (overlapping tracklets given one ID; aggregate.resolve_conflicts resolves "
+                 "them)", movie, len(found))
+    return rows
+
+
+def keep_other_classifiers_autoids(autoids: Path, provenance: Path, probs: Path) -> Path | None:
+    """Before replacing an ``autoids_<m>.csv`` that another classifier (another file, or anTraX, or a person) made,
+    copy it to ``labels/antrax-pipe/previous/`` and say so: re-classifying never loses what the user had. A newer
+    training of the same classifier file replaces its own earlier autoids (the retrain loop). Returns the copy.
+    Messages name the real files (the workflow reaches them through links in its work folder)."""
+    autoids, provenance = Path(autoids).resolve(), Path(provenance).resolve()
+    if not autoids.is_file():
+        return None
+    with ProbabilitiesFile(probs) as pf:
+        new = str(pf.attrs.get("classifier_sha256") or "")
+        new_path = str(Path(pf.attrs["classifier_path"]).resolve()) if pf.attrs.get("classifier_path") else ""
+    try:
+        doc = json.loads(provenance.read_text(encoding="utf-8"))["classifier"]
+        old, old_path = str(doc["sha256"]), str(doc.get("path") or "")
+    except (OSError, ValueError, KeyError, TypeError):
+        old = old_path = ""
+    # the same classifier, or a newer training of the same file (the retrain loop; provenance records it): replace
+    if old and (old == new or (old_path and old_path == new_path)):
+        return None
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    dest = provenance.parent / "previous" / f"{autoids.stem}.{old[:12] or 'unknown-classifier'}.{stamp}.csv"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(autoids, tmp)
+    if provenance.is_file():
+        shutil.copyfile(provenance, dest.with_suffix(".json"))
+    log.warning("%s was made by %s: kept as %s before writing the new one", autoids,
+                f"classifier sha256 {old[:12]}" if old else "another tool or classifier (no provenance)", dest)
+    return dest
+
+
 def movie_label(probs: Path) -> str:
     """"colonyA movie 1" for ``results/probs/colonyA/probs_1.h5``: how log lines name a movie."""
     p = Path(probs)
@@ -202,17 +256,24 @@ def aggregate_stage(
     records what produced the file: classifier path + sha256, thresholds, image files, the environment of the
     classification and aggregation jobs and the code version.
     """
-    p = AggregationParams(**params)
+    p = aggregation_params(params)
     passed = None
     if p.usepassed:
         if not passed_files:
+            m = re.match(r"probs_(\d+)", Path(probs).name)
+            want = f"frame_passed_{m.group(1)}.mat" if m else "frame_passed_<m>.mat"
+            images = Path(labels_file).resolve().parent.parent / "images"  # <session>/parameters/labels.csv
             raise AntraxFormatError(
-                f"{probs}: aggregate.usepassed is on but the movie has no frame_passed_<m>.mat next to its images; "
+                f"{movie_label(Path(probs))}: aggregate.usepassed is on but the movie has no {want} in {images}; "
                 f"turn usepassed off or run anTraX's frame filter first")
         passed = {}
         for f in passed_files:
             passed.update(read_frame_passed(f))
-    rows = aggregate_movie(Path(probs), read_labels(labels_file), p, frame_passed=passed)
+    labels = read_labels(labels_file)
+    rows = aggregate_movie(Path(probs), labels, p, frame_passed=passed)
+    rows = _conflicts(rows, labels.ant_labels, bool(params.get("resolve_conflicts")), movie_label(Path(probs)))
+    if provenance_out is not None:
+        keep_other_classifiers_autoids(Path(autoids_out), Path(provenance_out), Path(probs))
     write_autoids(autoids_out, rows)
     n_id = sum(r.best_frame > 0 for r in rows)
     console_info(log, "%s: %d tracklets, %d given an ID → %s", movie_label(Path(probs)), len(rows), n_id,
@@ -228,8 +289,7 @@ def aggregate_stage(
 def validate_stage(classifier: str | Path, labels_file: str | Path, out: str | Path,
                    params: Mapping[str, Any], threads: int | None = None) -> Path:
     """Workflow entry point: validate one classifier (labels.csv of an experiment it classifies) → ``out``."""
-    keys = ("method", "use_min_conf", "min_conf", "min_conf_short", "short_length", "multi_fraction")
-    p = AggregationParams(**{k: params[k] for k in keys if k in params})
+    p = aggregation_params(params)
     v = validate_classifier(classifier, read_labels(labels_file), p, threads=threads)
     if v.status == STATUS_OK:
         op = validation_operating_point(v)
@@ -277,8 +337,7 @@ def review_stage(session_dir: str | Path, session: str, movies: Sequence[int], p
     """
     session_dir = Path(session_dir).resolve()
     exp = load_experiment(session_dir.parent, session)
-    keys = ("method", "use_min_conf", "min_conf", "min_conf_short", "short_length", "multi_fraction")
-    p = AggregationParams(**{k: params[k] for k in keys if k in params})
+    p = aggregation_params(params)
     res = load_session_result(exp, movies=movies)
     tt = tracklet_table(res)
     plan = sampling_plan(tt, n, seed, experiment=exp.name)

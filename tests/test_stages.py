@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from antrax_pipe.io.atomic import file_sha256
-from antrax_pipe.io.autoids import read_autoids
+from antrax_pipe.io.autoids import autoids_classifier, read_autoids
 from antrax_pipe.io.manifest import manifest_hash, read_manifest
 from antrax_pipe.io.probabilities import ProbabilitiesWriter, add_attribute
 from antrax_pipe.logutil import stage_logging
@@ -188,6 +188,7 @@ def test_aggregate_stage_writes_autoids_and_provenance(tmp_path, tiny_experiment
     doc = json.loads(prov.read_text())
     digest = hashlib.sha256(classifier_file.read_bytes()).hexdigest()
     assert doc["classifier"] == {"path": str(classifier_file.resolve()), "sha256": digest, "classes": CLASSES}
+    assert autoids_classifier(autoids) == digest  # what validation marks record as the classifier they judged
     assert doc["autoids_sha256"] == hashlib.sha256(autoids.read_bytes()).hexdigest()
     assert doc["autoids"] == str(autoids.resolve())
     assert doc["aggregation"] == PARAMS

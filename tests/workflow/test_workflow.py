@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from snakemake.utils import validate
 
 import antrax_pipe
 from antrax_pipe import load_autoids
@@ -54,6 +55,7 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
 def test_plan_of_default_config_covers_every_demo_movie():
     sheet = read_sheet(REPO / "config" / "experiments.tsv")
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    validate(cfg, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))  # fills the defaults, as the workflow
     exps = plan_experiments(sheet, REPO, cfg["default_classifier"])
     assert set(exps) == {"colonyA", "colonyB"}
     for e in exps.values():
@@ -144,7 +146,7 @@ def test_threshold_change_reaggregates_without_inference_and_cli_gives_same_file
     # a stricter confidence gate: only aggregation and the report are out of date, inference is not repeated
     cfg_file = wd / "config" / "config.yaml"
     cfg = yaml.safe_load(cfg_file.read_text())
-    cfg["aggregate"]["min_conf"] = 0.9999
+    cfg.setdefault("aggregate", {})["min_conf"] = 0.9999
     cfg_file.write_text(yaml.safe_dump(cfg))
     assert planned_jobs(wd) == {"aggregate": 4, "review": 2, "coverage_error": 1, "report": 1, "all": 1}
     snakemake(wd)
@@ -167,7 +169,7 @@ def test_threshold_change_reaggregates_without_inference_and_cli_gives_same_file
 
     # --missing: nothing left to do for this experiment
     res = subprocess.run(cmd[:5] + ["--missing"] + cmd[5:], capture_output=True, text=True)
-    assert res.returncode == 0 and "no movie to classify" in res.stderr
+    assert res.returncode == 0 and "nothing to classify" in res.stderr
 
 
 @pytest.mark.slow

@@ -8,7 +8,9 @@ from snakemake.logging import logger
 from snakemake.utils import validate, min_version
 
 from antrax_pipe.plan import (
+    cached_sha256,
     ensure_link,
+    made_by_other_classifier,
     plan_classifiers,
     plan_experiments,
     read_sheet,
@@ -154,11 +156,56 @@ def write_failure_report():
             logger.warning(f"antrax-pipe: report with the failed movies: {out}")
 
 
-# --- review loop and classifier validation (rules/review.smk) ---
-def review_config():
-    return {"n": 200, "seed": 0, "top": 50, **(config.get("review") or {})}
+def say_where_results_are():
+    """onsuccess: the last lines of a run say where the autoids and the report are."""
+    sessions = sorted({str(e.experiment.sessiondir / "labels") for e in EXPS.values()})
+    n = sum(len(e.movies) for e in EXPS.values())
+    logger.info(f"antrax-pipe: autoids of {n} movie(s) in: {', '.join(sessions)}")
+    logger.info(f"antrax-pipe: report: {Path(report_html()).absolute()}")
 
 
+# --- re-classification decided by the classifier's identity (rules/classify.smk, rules/aggregate.smk) ---
+_CLF_SHA = {}
+
+
+def classifier_sha(clf):
+    """sha256 of a classifier file that exists now (None before a first training): cached across runs."""
+    if clf not in _CLF_SHA:
+        f = Path(classifier_file(clf))
+        _CLF_SHA[clf] = (
+            cached_sha256(f, Path(RESULTS) / ".cache" / "classifier-hashes.json")
+            if f.is_file()
+            else None
+        )
+    return _CLF_SHA[clf]
+
+
+def reclassify_marker(wildcards):
+    """A per-movie marker, always an input of classify (so the set of inputs never changes, which would re-run
+    classify by itself), whose mtime carries the decision: set to now while the movie's autoids were made by another
+    classifier (provenance sha256, or none), so that classify runs again wherever the command runs (in a new work
+    folder too, where the probabilities are missing and Snakemake compares with the autoids' time); set back to the
+    epoch otherwise, so that it never triggers anything. Only the main Snakemake process writes it (cluster jobs
+    parse the workflow again)."""
+    e = EXPS[wildcards.exp]
+    m = int(wildcards.movie)
+    marker = Path(RESULTS) / ".reclassify" / e.name / str(m)
+    if workflow.is_main_process:
+        sha = classifier_sha(e.classifier)
+        labels = e.experiment.labels_dir
+        stale = bool(sha) and made_by_other_classifier(
+            labels / f"autoids_{m}.csv",
+            labels / "antrax-pipe" / f"autoids_{m}.json",
+            sha,
+        )
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+        if not stale:
+            os.utime(marker, (0, 0))
+    return str(marker)
+
+
+# --- review loop and classifier validation (rules/review.smk, rules/validate.smk) ---
 def review_autoids(wildcards):
     e = EXPS[wildcards.exp]
     return [

@@ -18,4 +18,5 @@ with stage_logging(snakemake.log[0]):
         probs_out=snakemake.output.probs,
         batch_size=snakemake.params.batch_size,
         threads=snakemake.threads,
+        require_gpu=snakemake.params.require_gpu,
     )
