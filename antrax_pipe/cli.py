@@ -274,12 +274,17 @@ def cmd_extract_trainset(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="antrax-pipe", description=__doc__.split("\n\n")[0])
-    from . import __version__
+    p = argparse.ArgumentParser(prog="antrax-pipe", description=__doc__.split("\n\n")[0],
+                                epilog="Run 'antrax-pipe VERB --help' for a verb's options and an example.")
+    from ._version import __version__
 
     p.add_argument("--version", action="version", version=f"antrax-pipe {__version__}",
                    help="print the version and exit")
     sub = p.add_subparsers(dest="verb", required=True)
+
+    def verb(name: str, help: str, example: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, epilog="example:\n  " + example,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
 
     def common(sp, workdir_default="antrax-pipe-work"):
         sp.add_argument("--cores", type=int, default=2, help="cores for Snakemake (default 2)")
@@ -288,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--dry", action="store_true", help="only show what would run")
         sp.add_argument("--threads", type=int, default=2, help="threads per TensorFlow job")
 
-    c = sub.add_parser("classify", help="classify every tracklet of the experiments in EXPLIST")
+    c = verb("classify", "classify every tracklet of the experiments in EXPLIST",
+             "antrax-pipe classify /data/colonyA --classifier /data/clf/classifier.h5 --movlist 1-5 --cores 8")
     c.add_argument("explist", help="an experiment dir, a text file listing them, or a folder of experiments")
     c.add_argument("--classifier", help="classifier .h5 (default: <session>/classifier/classifier.h5 per experiment)")
     c.add_argument("--movlist", help="movies: 4 | 3,5,6 | 1-5,7 | all (default all)")
@@ -299,13 +305,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--consv-factor", type=float, help="anTraX's conservativeness c: min_conf=1-0.2c, short 1-0.02c")
     c.add_argument("--min-conf", type=float, help="confidence gate for an ID (default 0.9)")
     c.add_argument("--min-conf-short", type=float, help="gate for tracklets under 5 ant frames (default 0.99)")
-    c.add_argument("--batch-size", type=int, default=256)
+    c.add_argument("--batch-size", type=int, default=256, help="images per inference batch (default 256)")
     common(c)
     c.set_defaults(func=cmd_classify)
 
-    t = sub.add_parser("train", help="train the blob classifier of CLASSDIR (or of an experiment's classifier/)")
-    t.add_argument("classdir")
-    t.add_argument("--name", default="classifier")
+    t = verb("train", "train the blob classifier of CLASSDIR (or of an experiment's classifier/)",
+             "antrax-pipe train /data/colonyA --scratch --seed 1      # or: --recipe antrax for anTraX's own")
+    t.add_argument("classdir", help="a folder with examples/<label>/*.png, or an experiment (its session's "
+                                    "classifier/)")
+    t.add_argument("--name", default="classifier", help="model file name: CLASSDIR/NAME.h5 (default classifier)")
     t.add_argument("--scratch", action="store_true", help="start a new classifier instead of continuing")
     t.add_argument("--ne", type=int, default=None,
                    help="max epochs (default: the recipe's: 30 with early stopping on grouped validation; antrax: 5)")
@@ -314,23 +322,26 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--modelfile", help="Keras JSON model for --arch custom")
     t.add_argument("--weights", help="--arch MobileNetV2 initial weights: imagenet (default; Keras downloads them on a "
                                      "connected machine), FILE (a local weights file, offline), or none (random)")
-    t.add_argument("--target-size", type=int, default=None)
-    t.add_argument("--hsymmetry", action="store_true")
+    t.add_argument("--target-size", type=int, default=None,
+                   help="input size T of the net in pixels (default: the recipe's, 64; kept when continuing)")
+    t.add_argument("--hsymmetry", action="store_true", help="also augment with horizontal flips (anTraX's flag)")
     t.add_argument("--aug-options", help="k=v,... e.g. rotation_range=15,zoom_range=0.1")
     t.add_argument("--recipe", help="training recipe (default: ours; 'antrax' = anTraX's original)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0, help="random seed of the split, draws and weights (default 0)")
     common(t)
     t.set_defaults(func=cmd_train)
 
-    m = sub.add_parser("merge-trainset", help="merge the examples of SOURCE into DEST (classdirs or expdirs)")
-    m.add_argument("source")
-    m.add_argument("dest")
+    m = verb("merge-trainset", "merge the examples of SOURCE into DEST (classdirs or expdirs)",
+             "antrax-pipe merge-trainset /data/colonyB /data/general-classifier --map PO=PP")
+    m.add_argument("source", help="classdir or experiment whose examples are copied")
+    m.add_argument("dest", help="classdir or experiment that receives them (never overwritten: same images are "
+                                "skipped, same names renamed)")
     m.add_argument("--allow-new-labels", action="store_true", help="accept labels DEST does not have yet")
     m.add_argument("--map", help="rename labels while merging: OLD=NEW,...")
     m.set_defaults(func=cmd_merge_trainset)
 
-    x = sub.add_parser("extract-trainset",
-                       help="web app to label tracklets into the trainset and validate classifications")
+    x = verb("extract-trainset", "web app to label tracklets into the trainset and validate classifications",
+             "antrax-pipe extract-trainset /data/colonyA --movlist 1-3 --annotator alice --open")
     x.add_argument("expdir", help="experiment directory")
     x.add_argument("--session", help="session name (default: newest parameters/Trck.mat)")
     x.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one chosen by the OS)")

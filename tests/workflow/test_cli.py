@@ -164,3 +164,17 @@ def test_train_cli_dry_run_installs_nothing(tmp_path):
     # the CLI wrote the workflow config it ran (for the record)
     cfgs = list((tmp_path / "w" / "cli-runs").rglob("config.yaml"))
     assert len(cfgs) == 1 and "classdir" in cfgs[0].read_text()
+
+
+def test_every_option_has_help_and_every_verb_an_example():
+    from antrax_pipe import __version__
+    from antrax_pipe.cli import build_parser
+
+    parser = build_parser()
+    verbs = parser._subparsers._group_actions[0].choices
+    assert set(verbs) == {"classify", "train", "merge-trainset", "extract-trainset"}
+    for name, sp in verbs.items():
+        assert [a.dest for a in sp._actions if not a.help] == [], name
+        assert "example:" in sp.format_help() and f"antrax-pipe {name}" in sp.format_help()
+    res = run_cli("--version")
+    assert res.returncode == 0 and res.stdout.strip() == f"antrax-pipe {__version__}"
