@@ -49,19 +49,26 @@ def write_review_plan(path: str | Path, plan: pd.DataFrame) -> Path:
     return _write_product_csv(path, plan[list(PLAN_COLUMNS)], "stratum", "review plan")
 
 
-def read_review_plan(path: str | Path) -> pd.DataFrame:
-    """Read a ``review_plan.csv``; errors name the file and the missing columns."""
+def _read_product_csv(path: str | Path, what: str, text_columns: tuple[str, ...],
+                      required: tuple[str, ...]) -> pd.DataFrame:
+    """Read one of these tables; errors name the file and what is wrong (missing, not CSV, missing columns)."""
     path = Path(path)
     if not path.is_file():
-        raise AntraxFormatError(f"{path}: review plan not found")
+        raise AntraxFormatError(f"{path}: {what} not found")
     try:
-        df = pd.read_csv(path, dtype={"tracklet": str, "autoID": str, "stratum": str}, keep_default_na=False)
+        df = pd.read_csv(path, dtype={c: str for c in text_columns}, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise AntraxFormatError(f"{path}: cannot be read as a CSV table ({exc})") from exc
-    missing = [c for c in ("tracklet", "movie", "autoID", "n_frames", "stratum") if c not in df.columns]
+    missing = [c for c in required if c not in df.columns]
     if missing:
-        raise AntraxFormatError(f"{path}: not a review plan (missing column(s) {', '.join(missing)})")
+        raise AntraxFormatError(f"{path}: not a {what} (missing column(s) {', '.join(missing)})")
     return df
+
+
+def read_review_plan(path: str | Path) -> pd.DataFrame:
+    """Read a ``review_plan.csv``; errors name the file and the missing columns."""
+    return _read_product_csv(path, "review plan", ("tracklet", "autoID", "stratum"),
+                             ("tracklet", "movie", "autoID", "n_frames", "stratum"))
 
 
 def write_label_next(path: str | Path, table: pd.DataFrame) -> Path:
@@ -70,12 +77,6 @@ def write_label_next(path: str | Path, table: pd.DataFrame) -> Path:
 
 
 def read_label_next(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file():
-        raise AntraxFormatError(f"{path}: label-next list not found")
-    df = pd.read_csv(path, dtype={"tracklet": str, "autoID": str, "reason": str, "detail": str,
-                                  "candidate": str, "runner_up": str}, keep_default_na=False)
-    missing = [c for c in ("tracklet", "movie", "reason") if c not in df.columns]
-    if missing:
-        raise AntraxFormatError(f"{path}: not a label-next list (missing column(s) {', '.join(missing)})")
-    return df
+    """Read a ``label_next.csv``; errors name the file and the missing columns."""
+    return _read_product_csv(path, "label-next list", ("tracklet", "autoID", "reason", "detail", "candidate",
+                                                       "runner_up"), ("tracklet", "movie", "reason"))
