@@ -370,3 +370,28 @@ def test_real_image_experiment_parted_with_frame_passed(tmp_path, tiny_model, ca
             sel = np.flatnonzero(passed[r.tracklet] & (y.argmax(1) != CLASSES.index("Multi")))  # the ant frames
             best = sel[np.argmax(y[sel, CLASSES.index(r.label)])]
             assert r.best_frame == best + 1  # into the full stack, not into the passed selection
+
+
+def test_a_long_tracklet_is_read_and_predicted_in_bounded_pieces(tmp_path, tiny_model, card, monkeypatch):
+    """A 2,600-frame tracklet (real movies have 20,000-frame ones) is never read whole: at most READ_CHUNK images
+    are in memory at a time (plus the batch buffers), and the probabilities equal the per-tracklet reference."""
+    import antrax_pipe.inference as inference
+
+    monkeypatch.setattr(inference, "READ_CHUNK", 1000)
+    rng = np.random.default_rng(5)
+    lengths = {"trj_id1_ti1_1_tf1_3": 3, "trj_id2_ti1_1_tf1_2600": 2600, "trj_id3_ti1_5_tf1_9": 5}
+    images = tmp_path / "images_1.mat"
+    write_images_mat(images, {k: blobs(rng, n) for k, n in lengths.items()})
+    reads: list[int] = []
+    real_read = ImagesFile.read
+
+    def spy(self, tracklet, white_bg=True, start=0, stop=None):
+        out = real_read(self, tracklet, white_bg, start, stop)
+        reads.append(len(out))
+        return out
+
+    monkeypatch.setattr(ImagesFile, "read", spy)
+    out = classify_movie([images], tiny_model, card, tmp_path / "p.h5", batch_size=64)
+    assert max(reads) == 1000 and sum(reads) == 2608  # 1000 + 1000 + 600 for the long one, never 2600 at once
+    monkeypatch.setattr(ImagesFile, "read", real_read)
+    assert_matches(out, reference(tiny_model, [images], card))
