@@ -9,6 +9,7 @@ that need it (through :mod:`antrax_pipe.inference`, :mod:`antrax_pipe.classifier
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -20,9 +21,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import h5py
 import pandas as pd
 
 from . import trainset
+from ._version import __version__
 from .aggregation import AggregationParams, aggregate_movie, check_classes
 from .classifier import load_classifier
 from .conflicts import find_conflicts, resolve_conflicts
@@ -33,18 +36,18 @@ from .coverage import (
 )
 from .evaluate import validate_classifier
 from .inference import classify_movie, configure_tf
-from .io.atomic import atomic_path, atomic_write_text
+from .io.atomic import atomic_path, atomic_write_text, file_sha256
 from .io.autoids import write_autoids
 from .io.classifier import read_card
-from .io.examples import find_classes
+from .io.examples import find_classes, list_examples
 from .io.experiment import load_experiment, read_truth
 from .io.heldout import STATUS_OK, read_validation, write_validation
 from .io.images import ImagesFile, read_frame_passed
 from .io.labels import read_labels
-from .io.manifest import build_manifest, write_manifest
+from .io.manifest import build_manifest, manifest_hash, manifest_of, write_manifest
 from .io.probabilities import ProbabilitiesFile, add_attribute
 from .io.review_tables import write_label_next, write_review_plan
-from .model import AntraxFormatError, TrainingError
+from .model import AntraxFormatError, TrainingError, TrainsetError
 from .logutil import progress as console_info
 from .provenance import (
     JOB_RECORD_FORMAT,
@@ -224,8 +227,9 @@ def keep_other_classifiers_autoids(autoids: Path, provenance: Path, probs: Path)
         old, old_path = str(doc["sha256"]), str(doc.get("path") or "")
     except (OSError, ValueError, KeyError, TypeError):
         old = old_path = ""
-    # the same classifier, or a newer training of the same file (the retrain loop; provenance records it): replace
-    if old and (old == new or (old_path and old_path == new_path)):
+    # the same classifier, or a newer training of the same classifier (the retrain loop; same classdir and file name,
+    # wherever the project has moved since; provenance records every version): replace without a copy
+    if old and (old == new or (old_path and Path(old_path).parts[-2:] == Path(new_path).parts[-2:])):
         return None
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     dest = provenance.parent / "previous" / f"{autoids.stem}.{old[:12] or 'unknown-classifier'}.{stamp}.csv"
@@ -286,11 +290,86 @@ def aggregate_stage(
     return Path(autoids_out)
 
 
+#: Bump when what validate_classifier computes changes (the package version is part of the key as well).
+_VALIDATION_CACHE_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class _ValidationCache:
+    path: Path
+    key: str
+
+
+def _validation_cache(classifier: str | Path, labels: Any, p: AggregationParams) -> _ValidationCache | None:
+    """Where the held-out validation of this classifier is kept between runs (docs/workflow.md#performance-notes).
+
+    ``<classdir>/.antrax-pipe/validation-<sha12>-<key12>.h5``: next to the classifier (and the examples it is
+    validated on), so every work folder and every user of that classifier reuses it, and it goes away with it. The
+    key is a sha256 over everything the result depends on: the classifier file's own sha256 (a different classifier
+    never matches), the examples' manifest (names, labels, content hashes), the label set, the aggregation
+    settings, the package version. The full key is stored in the file and checked on reading. A classdir that
+    cannot be written to just means no cache (validation runs every time, as before)."""
+    classifier = Path(classifier)
+    try:
+        sha = file_sha256(classifier)
+    except OSError:
+        return None
+    classdir = classifier.parent
+    try:
+        examples = list_examples(classdir)
+        trainset = manifest_hash(manifest_of(examples, classdir))
+    except (TrainsetError, OSError):
+        trainset = None
+    doc = {"cache": _VALIDATION_CACHE_VERSION, "version": __version__, "classifier_sha256": sha,
+           "trainset": trainset, "labels": {k: list(getattr(labels, k)) for k in
+                                            ("ant_labels", "noant_labels", "other_labels")},
+           "aggregate": dataclasses.asdict(p)}
+    key = hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+    return _ValidationCache(classdir / ".antrax-pipe" / f"validation-{sha[:12]}-{key[:12]}.h5", key)
+
+
+def _read_cached_validation(cache: _ValidationCache):
+    """The cached validation, or None (absent, unreadable, or made for another key)."""
+    if not cache.path.is_file():
+        return None
+    try:
+        with h5py.File(cache.path, "r") as f:
+            if f.attrs.get("cache_key") != cache.key:
+                return None
+        return read_validation(cache.path)
+    except (OSError, ValueError, KeyError, AntraxFormatError) as exc:  # damaged: recomputed, never trusted
+        log.info("ignoring the cached validation %s (%s)", cache.path, exc)
+        return None
+
+
+def _write_cached_validation(cache: _ValidationCache, v) -> None:
+    """Keep a copy of the result for the next run (atomically; best effort: a read-only classdir is fine)."""
+    try:
+        cache.path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(cache.path) as tmp:
+            write_validation(tmp, v)
+            with h5py.File(tmp, "r+") as f:
+                f.attrs["cache_key"] = cache.key
+    except OSError as exc:
+        log.info("could not keep the validation for later runs in %s (%s)", cache.path, exc)
+
+
 def validate_stage(classifier: str | Path, labels_file: str | Path, out: str | Path,
                    params: Mapping[str, Any], threads: int | None = None) -> Path:
     """Workflow entry point: validate one classifier (labels.csv of an experiment it classifies) → ``out``."""
     p = aggregation_params(params)
-    v = validate_classifier(classifier, read_labels(labels_file), p, threads=threads)
+    labels = read_labels(labels_file)
+    cache = _validation_cache(classifier, labels, p)
+    if cache is not None and (v := _read_cached_validation(cache)) is not None:
+        v.meta["classifier"] = str(Path(classifier))  # the cached copy may name another path of the same file
+        log.info("%s: held-out validation of this classifier (sha256 %s) reused from %s", classifier,
+                 cache.key[:12], cache.path)
+        for w in v.meta.get("warnings", []):
+            log.warning("%s: %s", classifier, w)
+        return write_validation(out, v)
+    v = validate_classifier(classifier, labels, p, threads=threads)
+    if cache is not None:
+        _write_cached_validation(cache, v)
     if v.status == STATUS_OK:
         op = validation_operating_point(v)
         log.info("%s: %d held-out tracklets; at min_conf %.3g (min_conf_short %.3g): coverage %s, error %s "
