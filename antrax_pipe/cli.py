@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from ._version import __version__
 from .aggregation import check_classes
 from .io.atomic import atomic_write_text
 from .io.classifier import read_card
@@ -276,7 +277,6 @@ def cmd_extract_trainset(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="antrax-pipe", description=__doc__.split("\n\n")[0],
                                 epilog="Run 'antrax-pipe VERB --help' for a verb's options and an example.")
-    from ._version import __version__
 
     p.add_argument("--version", action="version", version=f"antrax-pipe {__version__}",
                    help="print the version and exit")
