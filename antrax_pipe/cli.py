@@ -274,6 +274,16 @@ def cmd_extract_trainset(args) -> int:
     return 0
 
 
+def _common_options(sp: argparse.ArgumentParser) -> None:
+    """Options of the verbs that run the workflow."""
+    sp.add_argument("--cores", type=int, default=2, help="cores for Snakemake (default 2)")
+    sp.add_argument("--profile", help="Snakemake profile (e.g. profiles/slurm) instead of local execution")
+    sp.add_argument("--workdir", default="antrax-pipe-work", help="where intermediate results and logs go "
+                                                                  "(default antrax-pipe-work in this folder)")
+    sp.add_argument("--dry", action="store_true", help="only show what would run")
+    sp.add_argument("--threads", type=int, default=2, help="threads per TensorFlow job")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="antrax-pipe", description=__doc__.split("\n\n")[0],
                                 epilog="Run 'antrax-pipe VERB --help' for a verb's options and an example.")
@@ -285,13 +295,6 @@ def build_parser() -> argparse.ArgumentParser:
     def verb(name: str, help: str, example: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help, epilog="example:\n  " + example,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-
-    def common(sp, workdir_default="antrax-pipe-work"):
-        sp.add_argument("--cores", type=int, default=2, help="cores for Snakemake (default 2)")
-        sp.add_argument("--profile", help="Snakemake profile (e.g. profiles/slurm) instead of local execution")
-        sp.add_argument("--workdir", default=workdir_default, help="where intermediate results and logs go")
-        sp.add_argument("--dry", action="store_true", help="only show what would run")
-        sp.add_argument("--threads", type=int, default=2, help="threads per TensorFlow job")
 
     c = verb("classify", "classify every tracklet of the experiments in EXPLIST",
              "antrax-pipe classify /data/colonyA --classifier /data/clf/classifier.h5 --movlist 1-5 --cores 8")
@@ -306,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--min-conf", type=float, help="confidence gate for an ID (default 0.9)")
     c.add_argument("--min-conf-short", type=float, help="gate for tracklets under 5 ant frames (default 0.99)")
     c.add_argument("--batch-size", type=int, default=256, help="images per inference batch (default 256)")
-    common(c)
+    _common_options(c)
     c.set_defaults(func=cmd_classify)
 
     t = verb("train", "train the blob classifier of CLASSDIR (or of an experiment's classifier/)",
@@ -328,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--aug-options", help="k=v,... e.g. rotation_range=15,zoom_range=0.1")
     t.add_argument("--recipe", help="training recipe (default: ours; 'antrax' = anTraX's original)")
     t.add_argument("--seed", type=int, default=0, help="random seed of the split, draws and weights (default 0)")
-    common(t)
+    _common_options(t)
     t.set_defaults(func=cmd_train)
 
     m = verb("merge-trainset", "merge the examples of SOURCE into DEST (classdirs or expdirs)",
