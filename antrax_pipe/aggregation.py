@@ -17,6 +17,14 @@ MATLAB's solve sees the same labels, scores and best frames:
 
 ``mode`` is Python's ``max(seq, key=seq.count)``: ties go to the label that occurs first (earliest frame).
 
+``method='evidence'`` (not anTraX's): anTraX's rule and gates as above, and then the chosen ID must also carry the
+tracklet as a whole: its mean probability over *all* frames (not only the frames whose argmax is an ID) must be
+≥ ``min_evidence``, else ``Unknown``. anTraX's rule assigns a long tracklet on a few confident ant frames even when
+most frames say ``Unknown``/``NoAnt`` (e.g. 420 of 448 frames ``Unknown`` and 21 frames ≥ 0.9 for one ID); this one
+does not. The evidence test is a confidence gate: ``use_min_conf=False`` switches it off with the others.
+Default ``min_evidence`` 0.7: chosen on the training runs' grouped validation tracklets (bench/results/
+accuracy_notes.md, "Honest Unknowns").
+
 Differences from anTraX, all on inputs where anTraX crashes or misbehaves (spec §14.8, §14.17):
 
 * a tracklet with no image (empty dataset), and with ``usepassed`` a tracklet with no passed frame or absent from
@@ -42,10 +50,12 @@ from .model import MULTI_CLASSES, UNKNOWN, AutoID, ClassLabelMismatchError, Labe
 
 log = logging.getLogger(__name__)
 
-#: Aggregation methods: anTraX's rule (default) and two simpler alternatives (see :func:`aggregate_tracklet`).
-METHODS: tuple[str, ...] = ("antrax", "mean", "vote")
+#: Aggregation methods: anTraX's rule (default), anTraX's rule with an evidence gate over all frames, and two simpler
+#: alternatives (see :func:`aggregate_tracklet`).
+METHODS: tuple[str, ...] = ("antrax", "mean", "vote", "evidence")
 
-
+#: ``method='evidence'``: the chosen ID's mean probability over all frames must reach this (module docstring).
+DEFAULT_MIN_EVIDENCE = 0.7
 
 
 @dataclass(frozen=True)
@@ -59,12 +69,13 @@ class AggregationParams:
     multi_fraction: float = 0.25
     usepassed: bool = False
     method: str = "antrax"
+    min_evidence: float = DEFAULT_MIN_EVIDENCE  # used by method 'evidence' only
 
     def __post_init__(self) -> None:
         for name in ("use_min_conf", "usepassed"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"AggregationParams.{name} must be true/false, got {getattr(self, name)!r}")
-        for name in ("min_conf", "min_conf_short", "multi_fraction"):
+        for name in ("min_conf", "min_conf_short", "multi_fraction", "min_evidence"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not 0.0 <= v <= 1.0:
                 raise ValueError(f"AggregationParams.{name} must be a number in [0, 1], got {v!r}")
@@ -222,7 +233,22 @@ def _vote(y: np.ndarray, roles: ClassRoles, params: AggregationParams) -> tuple[
     return _id_decision(y, voters, k, roles, params, float(y[voters, k].max()))
 
 
-_METHOD_FUNCS = {"antrax": _antrax, "mean": _mean, "vote": _vote}
+def evidence_of(y: np.ndarray, k: int) -> float:
+    """Mean probability of class ``k`` over all frames of ``y`` (float64): what ``min_evidence`` is compared with."""
+    return float(np.asarray(y, dtype=np.float64)[:, k].mean())
+
+
+def _evidence(y: np.ndarray, roles: ClassRoles, params: AggregationParams) -> tuple[str, float, int]:
+    """'evidence': anTraX's rule and gates, then the chosen ID's mean probability over all frames ≥ min_evidence."""
+    label, score, best = _antrax(y, roles, params)
+    if best < 0 or not params.use_min_conf:  # not an ID (or gated to Unknown already), or gates switched off
+        return label, score, best
+    if evidence_of(y, roles.classes.index(label)) < params.min_evidence:
+        return UNKNOWN, 0.0, -1
+    return label, score, best
+
+
+_METHOD_FUNCS = {"antrax": _antrax, "mean": _mean, "vote": _vote, "evidence": _evidence}
 
 
 def _aggregate(
@@ -333,7 +359,10 @@ def tracklet_decision(y: np.ndarray, classes: Sequence[str], labels: LabelSet,
     The gate value is what :mod:`antrax_pipe.aggregation` compares with ``min_conf``: for ``antrax`` the largest
     probability of any ID over the ant frames (anTraX rule step 5), for ``mean`` the chosen ID's mean probability, for
     ``vote`` the chosen ID's largest probability over its voters; ``n_gate`` is the frame count compared with
-    ``short_length``. Both are NaN / 0 when the ungated label is not an ID (the gate does not apply).
+    ``short_length``. Both are NaN / 0 when the ungated label is not an ID (the gate does not apply). ``evidence``:
+    anTraX's gate value when the chosen ID passes ``params.min_evidence`` (fixed: the curve over ``min_conf`` is at
+    the configured evidence threshold), else NaN with anTraX's ``n_gate`` — no ``min_conf`` lets it through, and
+    without gates (``use_min_conf`` off) it keeps its ID, as in aggregation.
     """
     y = np.asarray(y, dtype=np.float32)
     ungated = params.with_(use_min_conf=False, usepassed=False)
@@ -343,9 +372,12 @@ def tracklet_decision(y: np.ndarray, classes: Sequence[str], labels: LabelSet,
         return label, math.nan, 0
     k = list(roles.classes).index(label)
     idx = y.argmax(axis=1)
-    if params.method == "antrax":
+    if params.method in ("antrax", "evidence"):
         ant = roles.ant[idx]
-        return label, float(y[ant][:, roles.ant_cols].max()), int(ant.sum())
+        gate = float(y[ant][:, roles.ant_cols].max())
+        if params.method == "evidence" and evidence_of(y, k) < params.min_evidence:
+            gate = math.nan
+        return label, gate, int(ant.sum())
     if params.method == "mean":
         return label, float(y.astype(np.float64).mean(axis=0)[k]), int(y.shape[0])
     voters = idx == k

@@ -121,11 +121,12 @@ def _mobilenet_base(target_size: int, weights: str | None):
         )
     except ValueError as exc:
         if weights not in (None, "imagenet"):
-            raise ModelBuildError(f"{weights}: not a MobileNetV2 base weights file for this model ({exc})") from exc
+            raise ModelBuildError(f"{weights}: not a MobileNetV2 base weights file (include_top=False, alpha 1.0): "
+                                  f"{str(exc)[:300]}") from exc
         raise ModelBuildError(f"MobileNetV2 cannot be built for target size {target_size}: {exc}") from exc
     except Exception as exc:  # keras' get_file raises a bare Exception ("URL fetch failure ...") when offline
         if weights != "imagenet":
-            raise ModelBuildError(f"{weights}: cannot load MobileNetV2 weights from this file ({exc})") from exc
+            raise ModelBuildError(f"{weights}: cannot load MobileNetV2 weights from this file ({str(exc)[:300]})") from exc
         url = mobilenet_weights_url(target_size)
         raise ModelBuildError(
             f"MobileNetV2: the ImageNet weights could not be downloaded ({type(exc).__name__}: {exc}). This machine "

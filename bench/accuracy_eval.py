@@ -33,7 +33,6 @@ import argparse
 import csv
 import hashlib
 import json
-import os
 import sys
 import tarfile
 import tempfile
@@ -215,6 +214,72 @@ def append_result(path: Path, row: dict) -> None:
         w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
 
 
+def rescore(a: argparse.Namespace) -> int:
+    """``--rescore``: score saved probabilities under other aggregation settings / temperatures; no training."""
+    params = AggregationParams(method=a.method)
+    if a.min_conf is not None:
+        params = params.with_(min_conf=a.min_conf)
+    settings = [(f" ev={t:g}", params.with_(min_evidence=t)) for t in a.min_evidence] if a.min_evidence else [
+        ("", params)]
+    rows: list[tuple[str, dict]] = []
+    pooled: dict[str, list[dict]] = {}
+    for p in a.rescore:
+        d, test = load_probs(p)
+        if a.recalibrate:
+            rows += _recalibrated(p, d, test, params, a.recalibrate)
+            continue
+        probs, what, t_saved = d["probs"], "T", 1.0
+        if a.uncalibrated:
+            t_saved, what = float(np.load(p.with_name(p.stem + "_validation.npz"))["temperature"]), "raw T"
+            probs = temper(probs, 1 / t_saved)
+        for t in a.temperatures:
+            for tag, prm in settings:
+                rows.append((f"{p.stem} {what}={t:g}{tag}", score(temper(probs, t), list(d["classes"]), test, prm)))
+                if a.validation:
+                    v, val = load_probs(p.with_name(p.stem + "_validation.npz"))
+                    vprobs = temper(temper(v["probs"], 1 / t_saved) if a.uncalibrated else v["probs"], t)
+                    pooled.setdefault(f"{what}={t:g}{tag}", []).append(score(vprobs, list(v["classes"]), val, prm))
+    print_table(rows)
+    if pooled:
+        print_pooled(pooled, a.penalty)
+    return 0
+
+
+def _recalibrated(p: Path, d: dict, test: list[Example], params: AggregationParams,
+                  penalties: Sequence[float]) -> list[tuple[str, dict]]:
+    from antrax_pipe.training import fit_gate_temperature
+
+    v, val = load_probs(p.with_name(p.stem + "_validation.npz"))
+    t_saved, classes = float(v["temperature"]), list(v["classes"])
+    raw_val, raw_test = temper(v["probs"], 1 / t_saved), temper(d["probs"], 1 / t_saved)
+    y = np.array([classes.index(e.label) for e in val])
+    rows = []
+    for pen in penalties:
+        t, _ = fit_gate_temperature(raw_val, y, [e.tracklet_key for e in val], classes, penalty=pen)
+        rows.append((f"{p.stem} penalty {pen:g} (t={t:.2f}, saved t={t_saved:.2f})",
+                     score(temper(raw_test, t), classes, test, params)))
+    return rows
+
+
+def print_pooled(pooled: dict[str, list[dict]], penalty: float) -> None:
+    """Validation tracklets of every run pooled, per setting: counts and right − penalty × (wrong + non-ID given)."""
+    print(f"\n| setting (validation, {len(next(iter(pooled.values())))} runs pooled) | ID tracklets | right | wrong | "
+          f"non-ID given an ID (of) | right - {penalty:g} x (wrong + non-ID given) |")
+    print("|---|---|---|---|---|---|")
+    best = None
+    for name, ms in pooled.items():
+        n_id = sum(m["n_id_tracklets"] for m in ms)
+        given = sum(round(m["assigned"] * m["n_id_tracklets"]) for m in ms)
+        wrong = sum(round(m["id_error"] * m["assigned"] * m["n_id_tracklets"]) for m in ms if m["assigned"])
+        n_non = sum(m["n_nonid_tracklets"] for m in ms)
+        non = sum(round(m["nonid_given_id"] * m["n_nonid_tracklets"]) for m in ms if m["n_nonid_tracklets"])
+        obj = given - wrong - penalty * (wrong + non)
+        if best is None or obj > best[0]:  # ties: the first (lowest) setting
+            best = (obj, name)
+        print(f"| {name} | {n_id} | {given - wrong} | {wrong} | {non} ({n_non}) | {obj:.1f} |")
+    print(f"best on validation: {best[1]} ({best[0]:.1f})")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tar", type=Path, default=DEFAULT_TAR)
@@ -235,7 +300,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--keep-models", type=Path, help="dir to keep the trained classifiers in (<tag>_<split>.h5)")
     ap.add_argument("--rescore", type=Path, nargs="*", help="re-score saved npz files; no training")
     ap.add_argument("--min-conf", type=float, default=None, help="aggregation min_conf for --rescore")
-    ap.add_argument("--method", default="antrax", help="aggregation method for --rescore (antrax|mean|vote)")
+    ap.add_argument("--method", default="antrax",
+                    help="aggregation method for --rescore (antrax|mean|vote|evidence)")
+    ap.add_argument("--min-evidence", type=float, nargs="*", default=None,
+                    help="--rescore with --method evidence: score each of these min_evidence thresholds")
+    ap.add_argument("--validation", action="store_true",
+                    help="--rescore: also score each run's <name>_validation.npz (the training's own grouped "
+                         "validation tracklets) and print, per setting, the pooled validation counts and "
+                         "right - PENALTY x (wrong + non-ID given): the honest way to choose a threshold")
+    ap.add_argument("--penalty", type=float, default=1.5, help="--validation: cost of a wrong / non-ID assignment")
     ap.add_argument("--temperatures", type=float, nargs="*", default=[1.0],
                     help="--rescore: also score softmax temperatures T (p ∝ p^(1/T))")
     ap.add_argument("--uncalibrated", action="store_true",
@@ -249,32 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = ap.parse_args(argv)
 
     if a.rescore:
-        params = AggregationParams(method=a.method)
-        if a.min_conf is not None:
-            params = params.with_(min_conf=a.min_conf)
-        rows = []
-        for p in a.rescore:
-            d, test = load_probs(p)
-            if a.recalibrate:
-                from antrax_pipe.training import fit_gate_temperature
-
-                v, val = load_probs(p.with_name(p.stem + "_validation.npz"))
-                t_saved, classes = float(v["temperature"]), list(v["classes"])
-                raw_val, raw_test = temper(v["probs"], 1 / t_saved), temper(d["probs"], 1 / t_saved)
-                y = np.array([classes.index(e.label) for e in val])
-                for pen in a.recalibrate:
-                    t, _ = fit_gate_temperature(raw_val, y, [e.tracklet_key for e in val], classes, penalty=pen)
-                    rows.append((f"{p.stem} penalty {pen:g} (t={t:.2f}, saved t={t_saved:.2f})",
-                                 score(temper(raw_test, t), classes, test, params)))
-                continue
-            probs, what = d["probs"], "T"
-            if a.uncalibrated:
-                t_saved = float(np.load(p.with_name(p.stem + "_validation.npz"))["temperature"])
-                probs, what = temper(probs, 1 / t_saved), "raw T"
-            for t in a.temperatures:
-                rows.append((f"{p.stem} {what}={t:g}", score(temper(probs, t), list(d["classes"]), test, params)))
-        print_table(rows)
-        return 0
+        return rescore(a)
 
     classdir = a.classdir or extracted_classdir(a.tar, a.workdir)
     examples = list_examples(classdir)

@@ -5,6 +5,12 @@ Default recipe: early stopping on the validation loss (the training loss without
 restored, and a cosine schedule (a fixed one: the validation loss is too noisy early on to steer the rate) or, with
 ``lr_schedule='plateau'``, ReduceLROnPlateau. anTraX's recipe: both on the training loss, with anTraX's settings.
 BatchNormalization's momentum is set when the network is built (:func:`~antrax_pipe.training.options.epoch_plan`).
+
+``average_epochs`` k ≥ 2 (not by default): :class:`BestEpochs` keeps the weights of the k epochs with the lowest
+monitored loss; after the fit their mean (every variable, BatchNormalization statistics included) replaces the best
+epoch's weights (:func:`apply_average`) — always, as stochastic weight averaging does: choosing between the two on
+~70 validation tracklets would add the selection noise session 2 measured for calibration. Both validation losses
+go into the card.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+
+import numpy as np
 
 from ..model import ClassifierCard
 from .evaluation import _fmt
@@ -66,3 +74,45 @@ def progress_callback(model, epochs: int, history: list[dict], say: Callable[[st
         say(f"epoch {epoch + 1}/{epochs}: " + ", ".join(parts) + f", lr {lr:.2g} ({row['seconds']:.1f} s)")
 
     return keras.callbacks.LambdaCallback(on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end)
+
+
+class BestEpochs:
+    """A Keras callback (built by :func:`best_epochs_callback`) keeping the weights of the ``k`` epochs with the
+    lowest ``monitor`` value: ``snapshots`` = [(value, epoch 0-based, weights)], best first."""
+
+    def __init__(self, model, k: int, monitor: str):
+        self.model, self.k, self.monitor = model, int(k), monitor
+        self.snapshots: list[tuple[float, int, list[np.ndarray]]] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        v = (logs or {}).get(self.monitor)
+        if v is None or not math.isfinite(float(v)):
+            return
+        self.snapshots.append((float(v), epoch, [np.array(w) for w in self.model.get_weights()]))
+        self.snapshots.sort(key=lambda s: (s[0], s[1]))
+        del self.snapshots[self.k:]
+
+    def mean(self) -> list[np.ndarray]:
+        ws = [s[2] for s in self.snapshots]
+        return [np.mean([w[i] for w in ws], axis=0).astype(ws[0][i].dtype) for i in range(len(ws[0]))]
+
+
+def best_epochs_callback(best: BestEpochs):
+    import keras
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=best.on_epoch_end)
+
+
+def apply_average(model, best: BestEpochs, val_data, say: Callable[[str], None]) -> dict:
+    """Replace the model's (best-epoch) weights by the mean of the kept epochs'; returns what was done (card)."""
+    if len(best.snapshots) < 2:
+        return {}
+    best_loss = best.snapshots[0][0]
+    model.set_weights(best.mean())
+    epochs = sorted(s[1] + 1 for s in best.snapshots)
+    out = {"epochs": epochs, "best_val_loss": round(best_loss, 6)}
+    if val_data is not None:
+        out["val_loss"] = round(float(np.atleast_1d(model.evaluate(val_data, verbose=0))[0]), 6)
+    say(f"weights = mean of epochs {epochs} ({best.monitor} {out.get('val_loss', float('nan')):.4f}; "
+        f"best single epoch {best_loss:.4f})")
+    return out

@@ -13,7 +13,8 @@ from ..io.examples import Example
 from ..io.manifest import manifest_hash, manifest_of
 from ..model import ClassifierCard
 from .calibration import calibrate_model
-from .callbacks import monitor_of, progress_callback, stopping_and_schedule
+from .callbacks import BestEpochs, apply_average, best_epochs_callback, monitor_of, progress_callback, \
+    stopping_and_schedule
 from .data import Datasets, Split, collect_examples, make_datasets, split_examples
 from .evaluation import _predict, validation_metrics
 from .options import AugOptions, TrainOptions, epoch_plan
@@ -75,6 +76,8 @@ def train_classifier(
     calibrate: bool | str | None = None,
     lr_schedule: str | None = None,
     gate_penalty: float | None = None,
+    weights: str | os.PathLike | None = None,
+    average_epochs: int = 0,
 ) -> ClassifierCard:
     """Train ``<classdir>/<name>.h5`` (or ``output``) on ``<classdir>/examples`` and return the saved card.
 
@@ -86,7 +89,11 @@ def train_classifier(
     ``lr_schedule``/``aug_options``/``calibrate`` default per recipe (see :mod:`antrax_pipe.training.options`;
     ``arch`` None → ``tagnet``, or ``small`` for ``recipe='antrax'``). ``label_smoothing`` (default 0) caps the softmax
     below anTraX's 0.99 gate for short tracklets — measured worse. ``gate_penalty``: cost of a wrong / non-ID
-    assignment, in right assignments, when ``calibrate='gates'`` picks the temperature.
+    assignment, in right assignments, when ``calibrate='gates'`` picks the temperature. ``weights`` (MobileNetV2
+    only, new models only): ``'imagenet'`` (default; Keras downloads them on a connected machine), a local weights
+    file, or ``'none'`` (random initialisation) — :func:`antrax_pipe.training.options.resolve_weights`.
+    ``average_epochs`` k ≥ 2: the mean weights of the k epochs with the lowest validation loss replace the best
+    epoch's (:mod:`antrax_pipe.training.callbacks`; default 0 = off).
     ``learning_rate``: Adam's initial rate for a new model (default 1e-3); a continued model keeps its stored
     optimizer (rate and state) unless a rate is given.
     """
@@ -142,6 +149,10 @@ def _fit(start: Start, data: Datasets, split: Split, opts: TrainOptions, say: Ca
     stopper, schedule = stopping_and_schedule(model, opts, monitor, start.previous)
     history: list[dict] = []
     progress_cb = progress_callback(model, opts.epochs, history, say)
+    callbacks = [stopper, schedule, progress_cb]
+    best = BestEpochs(model, opts.average_epochs, monitor) if opts.average_epochs and split.has_val else None
+    if best is not None:
+        callbacks.append(best_epochs_callback(best))
     lr0 = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
     fit_t = time.time()
     model.fit(
@@ -149,7 +160,7 @@ def _fit(start: Start, data: Datasets, split: Split, opts: TrainOptions, say: Ca
         epochs=opts.epochs,
         steps_per_epoch=opts.steps_per_epoch,
         validation_data=data.val,
-        callbacks=[stopper, schedule, progress_cb],
+        callbacks=callbacks,
         shuffle=False,
         verbose=0,
     )
@@ -159,4 +170,7 @@ def _fit(start: Start, data: Datasets, split: Split, opts: TrainOptions, say: Ca
     else:
         best_epoch = int(getattr(stopper, "best_epoch", len(history) - 1)) + 1
         say(f"best epoch {best_epoch} ({monitor}); weights of that epoch kept")
-    return RunResult(history, best_epoch, monitor, data.class_weights, lr0, 1.0, fit_seconds)
+    run = RunResult(history, best_epoch, monitor, data.class_weights, lr0, 1.0, fit_seconds)
+    if best is not None:
+        run.weight_average = apply_average(model, best, data.val, say)
+    return run

@@ -286,6 +286,8 @@ class TrainOptions:
     calibrate: bool | str | None = None
     lr_schedule: str | None = None
     gate_penalty: float | None = None
+    weights: str | os.PathLike | None = None
+    average_epochs: int = 0
 
     @property
     def is_antrax(self) -> bool:
@@ -332,14 +334,36 @@ class TrainOptions:
         lr_schedule = self.lr_schedule or rd["lr_schedule"]
         if lr_schedule not in ("plateau", "cosine"):
             raise ValueError(f"lr_schedule must be 'plateau' or 'cosine', got {lr_schedule!r}")
+        if self.average_epochs < 0 or self.average_epochs == 1:
+            raise ValueError(f"average_epochs must be 0 (off) or ≥ 2, got {self.average_epochs}")
         if epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be ≥ 1 (got {epochs}, {self.batch_size})")
         return dataclasses.replace(
             self, epochs=epochs, val_fraction=val_fraction, unknown_weight=unknown_weight,
+            weights=resolve_weights(arch, self.weights, self.modelfile),
             steps_per_epoch=pick("steps_per_epoch"), label_smoothing=label_smoothing, arch=arch, patience=patience,
             frames_per_tracklet=frames_per_tracklet, calibrate=calibrate, gate_penalty=gate_penalty,
             lr_schedule=lr_schedule, aug_options=_recipe_aug(self.aug_options, self.is_antrax),
         )
+
+
+def resolve_weights(arch: str, weights: str | os.PathLike | None, modelfile: str | os.PathLike | None) -> str | None:
+    """Initial weights of a new network: only MobileNetV2 has pre-trained ones. Its default is ``'imagenet'`` (Keras'
+    ImageNet weights: downloaded on a connected machine, else the network build fails with what to do); a path is a
+    local weights file (``--weights FILE``, offline); ``'none'`` = random initialisation. anTraX's way — the weights
+    file given as ``modelfile`` — still works when ``weights`` is not given. Other architectures start from random
+    weights: a ``weights`` value for them is an error."""
+    if arch != "MobileNetV2":
+        if weights is not None and str(weights).lower() not in ("none", ""):
+            raise ValueError(f"weights={str(weights)!r}: pre-trained weights exist only for arch MobileNetV2 "
+                             f"(arch is {arch!r})")
+        return None
+    if weights is None:
+        return str(modelfile) if modelfile is not None else "imagenet"
+    w = str(weights)
+    if w.lower() in ("none", "random", ""):
+        return "none"
+    return "imagenet" if w.lower() == "imagenet" else w
 
 
 def resolve_options(recipe: str = "default", **user) -> TrainOptions:

@@ -30,6 +30,7 @@ class RunResult:
     learning_rate: float  # the rate the run started with
     temperature: float
     fit_seconds: float
+    weight_average: dict | None = None  # average_epochs: what apply_average did
 
 
 def _counts(split: Split) -> dict:
@@ -82,6 +83,10 @@ def training_record(opts: TrainOptions, start: Start, split: Split, run: RunResu
         "aug_options": opts.aug_options.to_dict(),
         "modelfile": str(opts.modelfile) if opts.modelfile and not incremental else (
             previous.training.get("modelfile") if previous else None),
+        "weights": str(opts.weights) if opts.weights and not incremental else (
+            previous.training.get("weights") if previous else None),
+        "average_epochs": opts.average_epochs,
+        "weight_average": run.weight_average,
         "counts": _counts(split),
         "n_train_images": int(len(split.train)),
         "n_val_images": int(len(split.val)),

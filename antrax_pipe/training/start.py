@@ -126,7 +126,7 @@ def _new_model(classes: list[str], examples: Sequence[Example], opts: TrainOptio
     spec = PreprocessSpec(target_size=t, crop_size=opts.crop_size, background=opts.background)
     normalize = not opts.is_antrax
     model = build_model(opts.arch, len(classes), t, modelfile=opts.modelfile, normalize=normalize,
-                        bn_momentum=opts.bn_momentum)
+                        bn_momentum=opts.bn_momentum, weights=opts.weights)
     model.compile(optimizer=keras.optimizers.Adam(opts.learning_rate or 1e-3),
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=opts.label_smoothing),
                   metrics=["accuracy"])
