@@ -188,8 +188,9 @@ def reclassify_marker(wildcards):
     epoch otherwise, so that it never triggers anything. Only the main Snakemake process writes it (cluster jobs
     parse the workflow again)."""
     e = EXPS[wildcards.exp]
-    m = int(wildcards.movie)
-    marker = Path(RESULTS) / ".reclassify" / e.name / str(m)
+    m = str(int(wildcards.movie))
+    folder = os.path.join(RESULTS, ".reclassify", e.name)
+    marker = os.path.join(folder, m)
     if workflow.is_main_process:
         sha = classifier_sha(e.classifier)
         labels = e.experiment.labels_dir
@@ -198,11 +199,20 @@ def reclassify_marker(wildcards):
             labels / "antrax-pipe" / f"autoids_{m}.json",
             sha,
         )
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.touch()
-        if not stale:
-            os.utime(marker, (0, 0))
-    return str(marker)
+        # one folder per experiment, made once; the marker made if missing, then its mtime set (one call each:
+        # this runs once per movie, thousands of times per plan)
+        if folder not in _MARKER_DIRS:
+            os.makedirs(folder, exist_ok=True)
+            _MARKER_DIRS.add(folder)
+        try:
+            os.utime(marker, None if stale else (0, 0))
+        except FileNotFoundError:
+            os.close(os.open(marker, os.O_WRONLY | os.O_CREAT, 0o666))
+            os.utime(marker, None if stale else (0, 0))
+    return marker
+
+
+_MARKER_DIRS = set()
 
 
 # --- review loop and classifier validation (rules/review.smk, rules/validate.smk) ---
