@@ -127,6 +127,19 @@ def check_gpu(tf_info: Mapping[str, Any], require: bool = False) -> None:
     log.warning("%s", msg)
 
 
+_EPOCH = re.compile(r"^epoch (\d+)/(\d+):")
+
+
+def _epoch_progress(msg: str) -> None:
+    """Training progress: every line to the log; to the terminal the first epoch, every 5th and the last (and every
+    line that is not an epoch line), so a 30-epoch run does not fill the screen."""
+    m = _EPOCH.match(msg)
+    if m and int(m.group(1)) not in (1, int(m.group(2))) and int(m.group(1)) % 5:
+        log.info("%s", msg)
+    else:
+        console_info(log, "%s", msg)
+
+
 def train_stage(manifest: Path, model_out: Path, options: dict, threads: int | None = None) -> Path:
     """Train the classifier of ``manifest``'s classdir into ``model_out`` (incremental unless options say scratch)."""
     classdir = Path(manifest).parent
@@ -139,7 +152,7 @@ def train_stage(manifest: Path, model_out: Path, options: dict, threads: int | N
         classdir,
         name=model_out.stem,
         threads=threads,
-        progress=lambda msg: console_info(log, "%s", msg),
+        progress=_epoch_progress,
         **opts,
     )
     if not model_out.is_file():

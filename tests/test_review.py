@@ -273,7 +273,8 @@ def test_review_rules_plan_into_the_workflow(tmp_path):
     for rule in ("review", "validate", "coverage_error"):
         assert rule in res.stdout
     res = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory",
-                          str(tmp_path), "-n", "--cores", "1", "--printshellcmds", "--debug-dag"],
+                          str(tmp_path), "-n", "--cores", "1", "--printshellcmds", "--debug-dag",
+                          "--quiet", "host"],  # replaces the default profile's quiet rules: the job blocks are read
                          capture_output=True, text=True)
     assert "results/sessions/colonyA/classifier/review_plan.csv" in res.stdout + res.stderr
     assert "results/validation/general/validation.h5" in res.stdout + res.stderr
