@@ -1,4 +1,4 @@
-"""Tracklet aggregation: per-image class probabilities of one tracklet → one autoID row (spec §10).
+"""Tracklet aggregation: per-image class probabilities of one tracklet → one autoID row (docs/tracklet-rule.md#the-rule-step-by-step).
 
 The default method ``'antrax'`` reproduces anTraX's ``process_predictions`` step by step and in its order, so that
 MATLAB's solve sees the same labels, scores and best frames:
@@ -12,7 +12,7 @@ MATLAB's solve sees the same labels, scores and best frames:
    anTraX: solve sorts propagation sources by it)
 5. ``use_min_conf``: if the largest probability of *any* ID in the ant frames is below ``min_conf`` (0.9), or there are
    fewer than ``short_length`` (5) ant frames and it is below ``min_conf_short`` (0.99)  → ``Unknown``
-   (anTraX tests the max over all ID columns, not the chosen ID's column, spec §14.11 — kept for compatibility)
+   (anTraX tests the max over all ID columns, not the chosen ID's column, docs/tracklet-rule.md#known-bugs, item 11 — kept for compatibility)
 6. best frame = the ant frame where the chosen ID's probability is highest (first on ties), written 1-based.
 
 ``mode`` is Python's ``max(seq, key=seq.count)``: ties go to the label that occurs first (earliest frame).
@@ -25,7 +25,7 @@ does not. The evidence test is a confidence gate: ``use_min_conf=False`` switche
 Default ``min_evidence`` 0.7: chosen on the training runs' grouped validation tracklets (bench/results/
 accuracy_notes.md, "Honest Unknowns").
 
-Differences from anTraX, all on inputs where anTraX crashes or misbehaves (spec §14.8, §14.17):
+Differences from anTraX, all on inputs where anTraX crashes or misbehaves (docs/tracklet-rule.md#known-bugs, items 8 and 17):
 
 * a tracklet with no image (empty dataset), and with ``usepassed`` a tracklet with no passed frame or absent from
   ``frame_passed_<m>.mat`` → ``Unknown`` (anTraX: crash on ``max()`` of an empty list / ``KeyError``);

@@ -1,4 +1,4 @@
-"""CNN architectures of anTraX (spec §7) and our ``tagnet``, as Keras 3 Sequential models.
+"""CNN architectures of anTraX (docs/tracklet-rule.md#architectures) and our ``tagnet``, as Keras 3 Sequential models.
 
 Imports TensorFlow/Keras: use only for TF work.
 
@@ -17,7 +17,7 @@ from .model import ModelBuildError
 
 ARCHS: tuple[str, ...] = ("small", "wide", "large", "MobileNetV2", "custom", "tagnet")
 
-# Conv widths of the conv → maxpool → batchnorm → dropout blocks (spec §7).
+# Conv widths of the conv → maxpool → batchnorm → dropout blocks (docs/tracklet-rule.md#architectures).
 _BLOCKS: dict[str, tuple[int, ...]] = {
     "small": (64, 128, 256),
     "wide": (128, 256, 512),
