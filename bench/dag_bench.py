@@ -176,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         figures: dict[str, object] = {"experiments": args.experiments, "movies_per_experiment": args.movies,
                                       "build_s": round(time.perf_counter() - t0, 2)}
         figures.update({k: round(v, 3) if isinstance(v, float) else v for k, v in plan_times(root).items()})
-        dry, dry_all, res = median_time(root, args.repeat, "-n")
+        # "--quiet host" replaces the default profile's quiet list, which hides the job table read below
+        dry, dry_all, res = median_time(root, args.repeat, "--quiet", "host", "-n")
         jobs = next((int(ln.split()[1]) for ln in res.stdout.splitlines() if ln.startswith("total ")), None)
         figures.update(jobs=jobs, dry_run_s=round(dry, 2), dry_run_runs=[round(x, 2) for x in dry_all])
         dry_q, _, _ = median_time(root, args.repeat, "-n", "--quiet", "all")

@@ -118,7 +118,7 @@ def test_demo_run_end_to_end_then_nothing_to_do(tmp_path):
 def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
     """Rule → number of jobs a dry run would execute."""
     # "--quiet host" replaces the default profile's quiet list, which hides the job table on the terminal
-    out = snakemake(workdir, "-n", "--quiet", "host", *args).stdout
+    out = snakemake(workdir, "--quiet", "host", "-n", *args).stdout
     jobs: dict[str, int] = {}
     in_stats = False
     for line in out.splitlines():
