@@ -26,6 +26,7 @@ from .io.atomic import atomic_write_text
 from .io.classifier import read_card
 from .io.experiment import load_experiment, parse_explist, parse_movlist, resolve_classdir, select_movies
 from .io.labels import read_labels
+from .logutil import one_line
 from .model import USER_ERRORS as _PROJECT_ERRORS
 from .model import AntraxFormatError, consv_gates
 from .runner import INTERRUPTED, RunActiveError, run_interruptible, run_lock, stale_snakemake_lock
@@ -374,17 +375,12 @@ def main(argv: list[str] | None = None) -> int:
         print("antrax-pipe: interrupted", file=sys.stderr)
         return INTERRUPTED
     except USER_ERRORS as exc:
-        print(f"antrax-pipe: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"antrax-pipe: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except Exception as exc:  # a bug: one line here, the traceback in a log file
         log = _crash_log(args)
-        print(f"antrax-pipe: internal error: {_one_line(exc)} (details: {log})", file=sys.stderr)
+        print(f"antrax-pipe: internal error: {one_line(exc)} (details: {log})", file=sys.stderr)
         return 3
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if str(exc) else f"{type(exc).__name__}"
 
 
 def _crash_log(args) -> Path:

@@ -96,9 +96,14 @@ def stage_logging(logfile: str | Path | None, level: int = logging.INFO,
         log.propagate, warn_log.propagate = old[1], old[2]
 
 
+def one_line(exc: BaseException) -> str:
+    """An error as the one line a user sees: its message with line breaks folded, or its class name if it has none."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def _log_failure(log: logging.Logger, exc: BaseException) -> None:
     """The error as one line everywhere, then the traceback in the log file only (``stage failed`` marks it)."""
-    log.error("%s", " ".join(str(exc).split()) or type(exc).__name__)
+    log.error("%s", one_line(exc))
     for h in log.handlers:
         if isinstance(h, logging.FileHandler):
             h.handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, "stage failed", (), sys.exc_info()))
